@@ -1,1 +1,31 @@
-//! Sixpence.
+//! Sixpence: an Azure cost-management backend served as one Azure Functions custom handler.
+//!
+//! # Layout
+//!
+//! - [`host`]: the Functions custom-handler protocol (envelopes, decoding quirks, safe outputs).
+//! - [`functions`]: one module per Azure Function (`function-specs/<name>/`), grouped by trigger
+//!   kind, plus the router built from [`functions::REGISTRY`]. Thin: decode, call the domain, encode.
+//! - [`domain`]: the business rules and the port traits they need. Knows nothing of HTTP or Azure.
+//! - [`storage`]: Azure Table, Blob and Queue adapters implementing the domain's ports.
+//! - [`config`], [`telemetry`], [`error`], [`app`]: settings, logs, the one error type, wiring.
+//!
+//! The dependency rule: `functions` → `domain` ← `storage`. Nothing in `domain` imports a transport.
+
+/// Wiring: shared state, binding, serving.
+pub mod app;
+/// App settings, typed and validated once.
+pub mod config;
+/// Business rules and their ports.
+pub mod domain;
+/// The application error and its mapping per transport.
+pub mod error;
+/// One module per Azure Function and the router.
+pub mod functions;
+/// The Functions custom-handler protocol.
+pub mod host;
+/// Azure Storage adapters.
+pub mod storage;
+/// JSON-lines logging.
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,139 @@
+//! Wiring: builds the shared state from settings and serves the router.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+
+use crate::config::Settings;
+use crate::domain::system::SystemStore;
+use crate::error::{Error, Result};
+use crate::storage::{Storage, StorageConnection};
+
+/// State shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    settings: Settings,
+    storage: Storage,
+    system: Arc<dyn SystemStore>,
+    /// Set once the tables, queues and containers the app uses are known to exist.
+    ready: OnceCell<()>,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, storage: Storage) -> Self {
+        let system = Arc::new(crate::storage::system::TableSystemStore::new(
+            storage.clone(),
+        ));
+        Self(Arc::new(Inner {
+            settings,
+            storage,
+            system,
+            ready: OnceCell::new(),
+        }))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+
+    pub fn system(&self) -> &dyn SystemStore {
+        self.0.system.as_ref()
+    }
+
+    /// Waits until storage is prepared, preparing it if nobody has yet.
+    ///
+    /// Start-up kicks this off in the background right after binding the port (the host allows a
+    /// custom handler 30 s to answer `GET /`, so nothing slow may come first); an invocation that
+    /// arrives earlier waits for the same work instead of racing it. A failure is not cached: the
+    /// next caller tries again.
+    pub async fn ready(&self) -> Result<()> {
+        self.0
+            .ready
+            .get_or_try_init(|| async {
+                crate::storage::names::ensure_all(&self.0.storage)
+                    .await
+                    .map_err(|e| Error::Storage(e.into()))
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The custom handler, bound and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Binds `127.0.0.1:<port>` first, then builds the clients (no network I/O happens here).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port)))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind 127.0.0.1:{}: {e}", settings.port))?;
+        let connection = StorageConnection::from_settings(&settings.storage)?;
+        let storage = Storage::new(connection)?;
+        Ok(Self {
+            listener,
+            state: AppState::new(settings, storage),
+        })
+    }
+
+    /// The port actually bound (useful when the settings asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let warm = self.state.clone();
+        tokio::spawn(async move {
+            if let Err(err) = warm.ready().await {
+                tracing::warn!(error = %err, "storage is not ready yet; invocations will retry");
+            }
+        });
+        let router = crate::functions::router(self.state);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Resolves on SIGTERM (what the Functions host and Flex send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,7 @@
+//! The business rules, and the interfaces ("ports") they need from the outside world.
+//!
+//! Nothing under `domain` imports axum, reqwest, the Functions envelopes or an Azure SDK type: the
+//! storage adapters in `crate::storage` and the Azure clients implement these traits, and the function
+//! modules in `crate::functions` translate triggers into calls here.
+
+pub mod system;

@@ -1,0 +1,41 @@
+//! The application's one error type and how each transport reports it.
+//!
+//! Handlers return [`Result`]; HTTP functions turn an [`Error`] into an RFC 9457 problem document
+//! (`functions::http::problem`), timer and queue functions into a non-2xx answer so the host retries
+//! and finally poisons the message (`functions::invoke`). Either way the error is logged exactly once,
+//! at that boundary, and internal detail never reaches a client.
+
+use crate::host::PayloadError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The host's envelope is unusable (HTTP 400 in payload mode; a failed invocation otherwise).
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// A queue message that no retry can fix: wrong JSON, unknown version. It still fails the
+    /// invocation so the host moves it to the poison queue, where nothing is lost.
+    #[error("the message is not valid: {0}")]
+    InvalidMessage(String),
+    /// The client's request is wrong (HTTP 400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The resource does not exist, or the caller may not know it exists (HTTP 404).
+    #[error("not found")]
+    NotFound,
+    /// Storage failed; retryable from the caller's point of view (HTTP 503).
+    #[error("storage is unavailable")]
+    Storage(#[source] anyhow::Error),
+    /// A bug or an unexpected state (HTTP 500). The source is logged, never shown.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// Whether retrying the same input can succeed. Queue handlers use this for logging; the host
+    /// decides retries by `maxDequeueCount` either way.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Storage(_) | Error::Internal(_))
+    }
+}

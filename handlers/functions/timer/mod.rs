@@ -1,0 +1,3 @@
+//! Timer functions: each schedules or records; heavy work fans out through queues.
+
+pub mod heartbeat;
