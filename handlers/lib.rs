@@ -1,1 +1,3 @@
 //! Sixpence.
+
+pub mod storage;
