@@ -81,7 +81,7 @@ async fn an_http_function_invoked_with_the_envelope_answers_through_res() {
 
 #[tokio::test]
 async fn health_is_a_503_problem_when_storage_is_unreachable() {
-    let azurite = std::sync::Arc::new(sixpence_testkit::Azurite::start().await);
+    let azurite = std::sync::Arc::new(sixpence_testkit::Azurite::start().await.expect("Azurite starts"));
     // A port nothing listens on: bind one, then drop it.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let connection = format!(

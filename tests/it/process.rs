@@ -29,7 +29,7 @@ fn a_missing_or_invalid_setting_stops_start_up_with_a_message_naming_it() {
 
 #[tokio::test]
 async fn the_binary_answers_readiness_logs_json_with_the_invocation_id_and_stops_on_sigterm() {
-    let azurite = sixpence_testkit::Azurite::start().await;
+    let azurite = sixpence_testkit::Azurite::start().await.expect("Azurite starts");
     let port = free_port();
     let mut child = Command::new(BINARY)
         .arg("serve")

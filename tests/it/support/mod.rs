@@ -11,7 +11,8 @@ use tokio::sync::oneshot;
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub azurite: Arc<Azurite>,
+    /// Kept alive for as long as the app uses it.
+    pub _azurite: Arc<Azurite>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -31,7 +32,7 @@ pub fn settings(connection_string: &str) -> Settings {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let azurite = Arc::new(Azurite::start().await);
+    let azurite = Arc::new(Azurite::start().await.expect("Azurite starts"));
     spawn_app_with(azurite.clone(), settings(&azurite.connection_string())).await
 }
 
@@ -46,7 +47,7 @@ pub async fn spawn_app_with(azurite: Arc<Azurite>, settings: Settings) -> TestAp
     TestApp {
         base,
         http: reqwest::Client::new(),
-        azurite,
+        _azurite: azurite,
         _shutdown: tx,
     }
 }
