@@ -40,6 +40,7 @@ pub use connection::{ConnectionError, Endpoints, StorageConnection};
 pub use queue::{PeekedMessage, Queue, QueueService, ReceivedMessage, SentMessage, UpdatedMessage};
 pub use table::{
     Batch, ContinuationToken, Entity, IfMatch, Page, Query, Table, TableService, UpdateMode, edm,
+    odata_string,
 };
 
 /// Installs rustls' `ring` crypto provider as the process default.
