@@ -413,6 +413,23 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_of_the_clients_never_contains_the_account_key() {
+        let key = "c2l4cGVuY2UtdGVzdC1rZXktbmV2ZXItbG9nZ2Vk";
+        let connection = StorageConnection::parse_connection_string(&format!(
+            "AccountName=acct;AccountKey={key}"
+        ))
+        .unwrap();
+        let storage = Storage::connect(&connection).unwrap();
+        let debug = format!(
+            "{storage:?} {:?} {:?} {:?}",
+            storage.tables().table("system").unwrap(),
+            storage.blobs().container("raw-cost-pages").unwrap(),
+            storage.queues().queue("queue-probe").unwrap()
+        );
+        assert!(!debug.contains(key), "{debug}");
+    }
+
+    #[test]
     fn table_names_follow_azure_rules() {
         assert!(validate_table_name("system").is_ok());
         assert!(validate_table_name("costs2024").is_ok());
