@@ -42,6 +42,7 @@ pub use connection::{ConnectionError, Endpoints, StorageConnection};
 pub use queue::{PeekedMessage, Queue, QueueService, ReceivedMessage, SentMessage, UpdatedMessage};
 pub use table::{
     Batch, ContinuationToken, Entity, IfMatch, Page, Query, Table, TableService, UpdateMode, edm,
+    odata_string,
 };
 
 /// Installs rustls' `ring` crypto provider as the process default.
@@ -411,6 +412,23 @@ mod tests {
             error.to_string(),
             "storage conflict: table.insert (HTTP 409 EntityAlreadyExists)"
         );
+    }
+
+    #[test]
+    fn debug_output_of_the_clients_never_contains_the_account_key() {
+        let key = "c2l4cGVuY2UtdGVzdC1rZXktbmV2ZXItbG9nZ2Vk";
+        let connection = StorageConnection::parse_connection_string(&format!(
+            "AccountName=acct;AccountKey={key}"
+        ))
+        .unwrap();
+        let storage = Storage::connect(&connection).unwrap();
+        let debug = format!(
+            "{storage:?} {:?} {:?} {:?}",
+            storage.tables().table("system").unwrap(),
+            storage.blobs().container("raw-cost-pages").unwrap(),
+            storage.queues().queue("queue-probe").unwrap()
+        );
+        assert!(!debug.contains(key), "{debug}");
     }
 
     #[test]

@@ -103,14 +103,17 @@ impl Azurite {
     }
 
     async fn start_with(https: bool) -> anyhow::Result<Self> {
+        Self::start_binary(&azurite_binary(), https).await
+    }
+
+    async fn start_binary(binary: &Path, https: bool) -> anyhow::Result<Self> {
         install_crypto_provider();
-        let binary = azurite_binary();
         if !binary.exists() {
             bail!("{NOT_INSTALLED} (looked for {})", binary.display());
         }
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(&binary, https).await {
+            match Self::try_start(binary, https).await {
                 Ok(azurite) => return Ok(azurite),
                 // Most likely a port taken between picking and binding: pick again.
                 Err(error) => last_error = Some(error),
@@ -479,6 +482,21 @@ mod tests {
             );
         }
         assert_ne!(unique_name("a"), unique_name("a"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_azurite_fails_with_the_fix_in_the_message() {
+        let error =
+            Azurite::start_binary(Path::new("/nonexistent/node_modules/.bin/azurite"), false)
+                .await
+                .unwrap_err();
+        assert!(error.to_string().contains(NOT_INSTALLED), "{error}");
+    }
+
+    #[test]
+    fn the_azurite_binary_is_looked_up_in_the_repository_node_modules() {
+        assert!(azurite_binary().ends_with("node_modules/.bin/azurite"));
+        assert!(repository_root().join("Cargo.toml").exists());
     }
 
     #[test]
