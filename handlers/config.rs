@@ -430,7 +430,11 @@ mod tests {
         // Storage reads either the connection string or the identity-based settings, so both shapes
         // of configuration are read to see every name.
         let read = RefCell::new(Vec::new());
-        let identity = vars(&[(PORT, "7100"), (STORAGE_ACCOUNT_NAME, "stsixpence"), (STORAGE_CREDENTIAL, "managedidentity")]);
+        let identity = vars(&[
+            (PORT, "7100"),
+            (STORAGE_ACCOUNT_NAME, "stsixpence"),
+            (STORAGE_CREDENTIAL, "managedidentity"),
+        ]);
         for env in [minimal(), identity] {
             let _ = Settings::from_vars(|name| {
                 read.borrow_mut().push(name.to_owned());
