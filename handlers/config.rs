@@ -311,52 +311,52 @@ impl Settings {
                 "storage is not configured: set {STORAGE_CONNECTION} (a connection string) or {STORAGE_ACCOUNT_NAME} (identity-based)"
             ));
         }
-        if let Some(credential) = &storage.credential {
-            if credential != "managedidentity" {
-                problems.push(format!(
-                    "{STORAGE_CREDENTIAL} must be `managedidentity`, got `{credential}`"
-                ));
-            }
+        if let Some(credential) = &storage.credential
+            && credential != "managedidentity"
+        {
+            problems.push(format!(
+                "{STORAGE_CREDENTIAL} must be `managedidentity`, got `{credential}`"
+            ));
         }
         for (name, uri) in [
             (STORAGE_BLOB_URI, &storage.blob_uri),
             (STORAGE_QUEUE_URI, &storage.queue_uri),
             (STORAGE_TABLE_URI, &storage.table_uri),
         ] {
-            if let Some(uri) = uri {
-                if url::Url::parse(uri).is_err() {
-                    problems.push(format!("{name} is not a URL"));
-                }
+            if let Some(uri) = uri
+                && url::Url::parse(uri).is_err()
+            {
+                problems.push(format!("{name} is not a URL"));
             }
         }
 
         let data_keys = get(DATA_KEYS);
-        if let Some(keys) = &data_keys {
-            if let Err(reason) = validate_keyring(keys) {
-                problems.push(format!("{DATA_KEYS} is invalid: {reason}"));
-            }
+        if let Some(keys) = &data_keys
+            && let Err(reason) = validate_keyring(keys)
+        {
+            problems.push(format!("{DATA_KEYS} is invalid: {reason}"));
         }
         let stripe_secret_key = get(STRIPE_SECRET_KEY);
-        if let Some(key) = &stripe_secret_key {
-            if !(key.starts_with("sk_") || key.starts_with("rk_")) {
-                problems.push(format!(
-                    "{STRIPE_SECRET_KEY} must be a Stripe secret or restricted key (sk_… or rk_…)"
-                ));
-            }
+        if let Some(key) = &stripe_secret_key
+            && !(key.starts_with("sk_") || key.starts_with("rk_"))
+        {
+            problems.push(format!(
+                "{STRIPE_SECRET_KEY} must be a Stripe secret or restricted key (sk_… or rk_…)"
+            ));
         }
         let stripe_webhook_secret = get(STRIPE_WEBHOOK_SECRET);
-        if let Some(secrets) = &stripe_webhook_secret {
-            if secrets.split(',').any(|s| !s.trim().starts_with("whsec_")) {
-                problems.push(format!(
-                    "{STRIPE_WEBHOOK_SECRET} must be one or more whsec_… secrets, comma-separated"
-                ));
-            }
+        if let Some(secrets) = &stripe_webhook_secret
+            && secrets.split(',').any(|s| !s.trim().starts_with("whsec_"))
+        {
+            problems.push(format!(
+                "{STRIPE_WEBHOOK_SECRET} must be one or more whsec_… secrets, comma-separated"
+            ));
         }
         let mail_sender = get(MAIL_SENDER);
-        if let Some(sender) = &mail_sender {
-            if !sender.contains('@') {
-                problems.push(format!("{MAIL_SENDER} must be a mailbox address"));
-            }
+        if let Some(sender) = &mail_sender
+            && !sender.contains('@')
+        {
+            problems.push(format!("{MAIL_SENDER} must be a mailbox address"));
         }
         let smtp_url = get(SMTP_URL);
         if let Some(raw) = &smtp_url {
