@@ -1,18 +1,21 @@
 //! Authentication of tenant API callers: Microsoft Entra ID bearer tokens, and development tokens
 //! in a local run.
 //!
-//! A handler asks for a [`Principal`] argument and gets one only for a valid token; every failure is
-//! the same `401` problem document with `WWW-Authenticate: Bearer` (see [`AuthRejection`]), and the
-//! reason is logged, never sent. What "valid" means:
-//! - **Entra ID** (`RS256` only): signed by a key in the authority's JWKS (see [`jwks`] for caching),
-//!   `aud` one of `SIXPENCE_AUTH_AUDIENCE`, `exp` and `nbf` within [`CLOCK_SKEW`], and `iss` equal to
-//!   the metadata's issuer template (`https://login.microsoftonline.com/{tenantid}/v2.0`) with the
-//!   token's own `tid` filled in: the multi-tenant form of issuer validation. Optionally `tid` must
-//!   be on `SIXPENCE_AUTH_ALLOWED_TENANTS`.
+//! A handler asks for a [`Principal`](crate::auth::Principal) argument and gets one only for a
+//! valid token; every failure is the same `401` problem document with `WWW-Authenticate: Bearer`
+//! (see [`AuthRejection`](crate::auth::AuthRejection)), and the reason is logged, never sent.
+//! What "valid" means:
+//! - **Entra ID** (`RS256` only): signed by a key in the authority's JWKS (cached as the `jwks`
+//!   module describes), `aud` one of `SIXPENCE_AUTH_AUDIENCE`, `exp` and `nbf` within
+//!   [`CLOCK_SKEW`](crate::auth::CLOCK_SKEW), and `iss` equal to the metadata's issuer template
+//!   (`https://login.microsoftonline.com/{tenantid}/v2.0`) with the token's own `tid` filled in: the
+//!   multi-tenant form of issuer validation. Optionally `tid` must be on
+//!   `SIXPENCE_AUTH_ALLOWED_TENANTS`.
 //! - **Development** (`EdDSA`, only when `SIXPENCE_ENVIRONMENT=development` and `SIXPENCE_DEV_AUTH`
-//!   is set): see [`dev`].
+//!   is set): see [`dev`](crate::auth::dev).
 //! - Either way the token must name a signed-in user (delegated `scp`, not an app-only token) and
-//!   carry `tid` and `oid`, which key the user; email is never an identity (see [`Email`]).
+//!   carry `tid` and `oid`, which key the user; email is never an identity (see
+//!   [`Email`](crate::auth::Email)).
 //!
 //! The algorithm in the token header only chooses which verifier to ask; each verifier accepts its
 //! one algorithm and its own keys, so no token can pick an algorithm a key was not meant for
