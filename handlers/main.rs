@@ -81,8 +81,8 @@ fn dev_token(args: DevTokenArgs) -> ExitCode {
     };
     let Some(passphrase) = passphrase else {
         eprintln!(
-            "sixpence: SIXPENCE_DEV_AUTH is not set (neither in the environment nor in ./local.settings.json); \
-             use the same value the running app has"
+            "sixpence: SIXPENCE_DEV_AUTH is not set (neither in the environment nor in \
+             ./local.settings.json); use the same value the running app has"
         );
         return ExitCode::from(2);
     };

@@ -68,8 +68,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Reason> {
 
 /// What an unauthenticated request gets.
 ///
-/// Every failure of the caller's (no header, bad token, wrong tenant, ...) is one identical `401`, so
-/// a response never tells an attacker which check a forged token failed. Only when no signing keys
+/// Every failure of the caller's (no header, bad token, wrong tenant, ...) is one identical `401`,
+/// so a response never tells an attacker which check a forged token failed. Only when no signing keys
 /// could be fetched at all is the answer `503`: the token may be fine and the client should retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthRejection {

@@ -8,8 +8,8 @@
 //! - **Entra ID** (`RS256` only): signed by a key in the authority's JWKS (cached as the `jwks`
 //!   module describes), `aud` one of `SIXPENCE_AUTH_AUDIENCE`, `exp` and `nbf` within
 //!   [`CLOCK_SKEW`](crate::auth::CLOCK_SKEW), and `iss` equal to the metadata's issuer template
-//!   (`https://login.microsoftonline.com/{tenantid}/v2.0`) with the token's own `tid` filled in: the
-//!   multi-tenant form of issuer validation. Optionally `tid` must be on
+//!   (`https://login.microsoftonline.com/{tenantid}/v2.0`) with the token's own `tid` filled in:
+//!   the multi-tenant form of issuer validation. Optionally `tid` must be on
 //!   `SIXPENCE_AUTH_ALLOWED_TENANTS`.
 //! - **Development** (`EdDSA`, only when `SIXPENCE_ENVIRONMENT=development` and `SIXPENCE_DEV_AUTH`
 //!   is set): see [`dev`](crate::auth::dev).

@@ -1,4 +1,5 @@
-//! Black-box tests of authentication: real tokens, a loopback identity provider, the real extractor.
+//! Black-box tests of authentication: real tokens, a loopback identity provider, the real
+//! extractor.
 
 mod support;
 
