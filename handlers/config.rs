@@ -260,6 +260,8 @@ pub struct Settings {
     pub mail_sender: Option<String>,
     pub smtp_url: Option<SecretString>,
     pub auth: AuthSettings,
+    /// Settings whose Key Vault reference did not resolve; treated as unset and logged at start-up.
+    pub unresolved_key_vault_references: Vec<&'static str>,
 }
 
 /// One or more settings are missing or invalid; each problem names its setting.
@@ -279,14 +281,24 @@ impl Settings {
     /// operator fixes a broken deployment in one round.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut problems = Vec::new();
+        let unresolved = std::cell::RefCell::new(Vec::new());
         let get = |name: &str| -> Option<String> {
             debug_assert!(
                 SETTINGS.iter().any(|s| s.name == name),
                 "setting {name} is read but not declared in config::SETTINGS"
             );
-            var(name)
+            let value = var(name)
                 .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
+                .filter(|v| !v.is_empty())?;
+            // App Service hands an unresolvable Key Vault reference (missing secret, no access) to the
+            // app as its literal text. That is never a usable value: treat it as unset and say so.
+            if value.starts_with("@Microsoft.KeyVault(") {
+                if let Some(spec) = SETTINGS.iter().find(|s| s.name == name) {
+                    unresolved.borrow_mut().push(spec.name);
+                }
+                return None;
+            }
+            Some(value)
         };
 
         let port = match get(PORT) {
@@ -382,6 +394,7 @@ impl Settings {
             mail_sender,
             smtp_url: smtp_url.map(SecretString::from),
             auth,
+            unresolved_key_vault_references: unresolved.into_inner(),
         })
     }
 }
@@ -544,6 +557,18 @@ mod tests {
         let err = Settings::from_vars(|n| env.get(n).cloned()).expect_err("invalid");
         assert_eq!(err.problems.len(), 3);
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn an_unresolved_key_vault_reference_counts_as_unset_and_is_reported() {
+        let mut env = minimal();
+        env.insert(
+            SMTP_URL.to_owned(),
+            "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/smtp-url)".to_owned(),
+        );
+        let settings = Settings::from_vars(|n| env.get(n).cloned()).expect("valid");
+        assert!(settings.smtp_url.is_none());
+        assert_eq!(settings.unresolved_key_vault_references, vec![SMTP_URL]);
     }
 
     #[test]

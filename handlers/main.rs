@@ -115,6 +115,12 @@ async fn serve() -> ExitCode {
         }
     };
     sixpence::telemetry::init(&settings.log_filter);
+    for name in &settings.unresolved_key_vault_references {
+        tracing::warn!(
+            setting = name,
+            "Key Vault reference did not resolve (secret missing or no access); treated as unset"
+        );
+    }
     let app = match App::build(settings).await {
         Ok(app) => app,
         Err(err) => {

@@ -14,8 +14,8 @@
 # does not publish which one the Flex custom runtime uses, so the floor is the older one.
 # (musl would avoid glibc altogether, but rustup cannot fetch the musl std on these machines.)
 #
-# Needs: cargo, cargo-zigbuild (cargo install --locked cargo-zigbuild@0.24.1), zig (the PyPI
-# package ziglang, from requirements-dev.txt, or a zig on PATH), python3, objdump (binutils).
+# Needs: cargo, cargo-zigbuild (installed here on first use, pinned), zig (the PyPI package ziglang
+# from requirements-dev.txt in .venv, or a zig on PATH), python3, objdump (binutils).
 # Honours CARGO_TARGET_DIR; SIXPENCE_DIST_DIR overrides the output folder (default: dist/).
 set -euo pipefail
 
@@ -23,15 +23,21 @@ GLIBC_FLOOR="2.31"
 TARGET="x86_64-unknown-linux-gnu"
 BIN="sixpence"
 ZIP_NAME="sixpence-functions.zip"
+ZIGBUILD_VERSION="0.24.1"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dist="${SIXPENCE_DIST_DIR:-$root/dist}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
+[[ "$target_dir" = /* ]] || target_dir="$root/$target_dir"  # cargo resolves it from $root
 
 die() { echo "package.sh: $*" >&2; exit 1; }
 
 command -v cargo >/dev/null || die "cargo not found (install Rust with rustup)"
-cargo zigbuild --help >/dev/null 2>&1 || die "cargo-zigbuild not found: cargo install --locked cargo-zigbuild@0.24.1"
+if ! cargo zigbuild --help >/dev/null 2>&1; then
+  echo "package.sh: installing cargo-zigbuild (cargo install --locked cargo-zigbuild@$ZIGBUILD_VERSION)" >&2
+  cargo install --locked "cargo-zigbuild@$ZIGBUILD_VERSION" >&2 \
+    || die "could not install cargo-zigbuild: cargo install --locked cargo-zigbuild@$ZIGBUILD_VERSION"
+fi
 command -v objdump >/dev/null || die "objdump not found: apt-get install binutils"
 command -v python3 >/dev/null || die "python3 not found"
 
