@@ -25,6 +25,13 @@ struct Cli {
 enum Command {
     /// Serve the Functions host on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT (the default).
     Serve,
+    /// Replay one daily series causally through the anomaly detector and print one JSON line per
+    /// flagged day: `sixpence detect --csv FILE [--min-impact 0]`.
+    #[command(disable_help_flag = true)]
+    Detect {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print a bearer token a local run (SIXPENCE_ENVIRONMENT=development) accepts.
     DevToken(DevTokenArgs),
 }
@@ -65,6 +72,23 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve()),
         Command::DevToken(args) => dev_token(args),
+        Command::Detect { args } => detect(&args),
+    }
+}
+
+fn detect(args: &[String]) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    // The engine's CLI parses the whole command line, subcommand included.
+    let full: Vec<String> = std::iter::once("detect".to_owned())
+        .chain(args.iter().cloned())
+        .collect();
+    match sixpence_analytics::detect_cli(&full, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sixpence detect: {err}");
+            ExitCode::from(2)
+        }
     }
 }
 
