@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use crate::config::Settings;
 use crate::domain::system::SystemStore;
 use crate::error::{Error, Result};
-use crate::storage::{Storage, StorageConnection};
+use crate::storage::Storage;
 
 /// State shared by every handler. Cheap to clone.
 #[derive(Clone)]
@@ -80,8 +80,7 @@ impl App {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port)))
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind 127.0.0.1:{}: {e}", settings.port))?;
-        let connection = StorageConnection::from_settings(&settings.storage)?;
-        let storage = Storage::new(connection)?;
+        let storage = Storage::connect(&settings.storage)?;
         Ok(Self {
             listener,
             state: AppState::new(settings, storage),

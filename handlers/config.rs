@@ -6,9 +6,10 @@
 //! that the documented settings are exactly the ones that matter.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use secrecy::SecretString;
+
+use crate::storage::StorageConnection;
 
 /// Who reads a setting and where it is set, which decides where it must be documented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,40 +198,14 @@ pub enum Environment {
     Development,
 }
 
-/// Storage settings as given; the storage module turns them into a connection.
-#[derive(Clone, Default)]
-pub struct StorageSettings {
-    pub connection_string: Option<SecretString>,
-    pub account_name: Option<String>,
-    pub credential: Option<String>,
-    pub client_id: Option<String>,
-    pub blob_uri: Option<String>,
-    pub queue_uri: Option<String>,
-    pub table_uri: Option<String>,
-}
-
-impl fmt::Debug for StorageSettings {
-    // The connection string may hold an account key: show only whether it is set.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StorageSettings")
-            .field(
-                "connection_string",
-                &self.connection_string.as_ref().map(|_| "<set>"),
-            )
-            .field("account_name", &self.account_name)
-            .field("credential", &self.credential)
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Every setting the binary reads, typed.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub port: u16,
     pub environment: Environment,
     pub log_filter: String,
-    pub storage: StorageSettings,
+    /// Parsed by the storage module from the same settings the Functions host reads.
+    pub storage: StorageConnection,
     pub data_keys: Option<SecretString>,
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_webhook_secret: Option<SecretString>,
@@ -297,38 +272,13 @@ impl Settings {
             problems.push(format!("{LOG} is not a valid log filter: {err}"));
         }
 
-        let storage = StorageSettings {
-            connection_string: get(STORAGE_CONNECTION).map(SecretString::from),
-            account_name: get(STORAGE_ACCOUNT_NAME),
-            credential: get(STORAGE_CREDENTIAL),
-            client_id: get(STORAGE_CLIENT_ID),
-            blob_uri: get(STORAGE_BLOB_URI),
-            queue_uri: get(STORAGE_QUEUE_URI),
-            table_uri: get(STORAGE_TABLE_URI),
+        let storage = match StorageConnection::from_lookup(|name| get(name)) {
+            Ok(connection) => Some(connection),
+            Err(err) => {
+                problems.push(err.to_string());
+                None
+            }
         };
-        if storage.connection_string.is_none() && storage.account_name.is_none() {
-            problems.push(format!(
-                "storage is not configured: set {STORAGE_CONNECTION} (a connection string) or {STORAGE_ACCOUNT_NAME} (identity-based)"
-            ));
-        }
-        if let Some(credential) = &storage.credential {
-            if credential != "managedidentity" {
-                problems.push(format!(
-                    "{STORAGE_CREDENTIAL} must be `managedidentity`, got `{credential}`"
-                ));
-            }
-        }
-        for (name, uri) in [
-            (STORAGE_BLOB_URI, &storage.blob_uri),
-            (STORAGE_QUEUE_URI, &storage.queue_uri),
-            (STORAGE_TABLE_URI, &storage.table_uri),
-        ] {
-            if let Some(uri) = uri {
-                if url::Url::parse(uri).is_err() {
-                    problems.push(format!("{name} is not a URL"));
-                }
-            }
-        }
 
         let data_keys = get(DATA_KEYS);
         if let Some(keys) = &data_keys {
@@ -367,9 +317,9 @@ impl Settings {
             }
         }
 
-        if !problems.is_empty() {
+        let Some(storage) = storage.filter(|_| problems.is_empty()) else {
             return Err(ConfigError { problems });
-        }
+        };
         Ok(Self {
             port,
             environment,
@@ -413,7 +363,6 @@ fn validate_keyring(raw: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
     use std::cell::RefCell;
     use std::collections::HashMap;
 
@@ -438,14 +387,7 @@ mod tests {
         assert_eq!(settings.port, 7100);
         assert_eq!(settings.environment, Environment::Production);
         assert_eq!(settings.log_filter, "info");
-        assert_eq!(
-            settings
-                .storage
-                .connection_string
-                .as_ref()
-                .map(|s| s.expose_secret().to_owned()),
-            Some("UseDevelopmentStorage=true".to_owned())
-        );
+        assert_eq!(settings.storage.account(), "devstoreaccount1");
     }
 
     #[test]
@@ -457,7 +399,7 @@ mod tests {
         ]);
         let err = Settings::from_vars(|n| env.get(n).cloned()).expect_err("invalid");
         let text = err.to_string();
-        for name in [PORT, ENVIRONMENT, "storage is not configured", DATA_KEYS] {
+        for name in [PORT, ENVIRONMENT, STORAGE_CONNECTION, DATA_KEYS] {
             assert!(text.contains(name), "{text} should mention {name}");
         }
     }
@@ -484,13 +426,17 @@ mod tests {
     }
 
     #[test]
-    fn only_declared_settings_are_read() {
+    fn every_declared_binary_setting_is_read_and_nothing_else() {
+        // Storage reads either the connection string or the identity-based settings, so both shapes
+        // of configuration are read to see every name.
         let read = RefCell::new(Vec::new());
-        let env = minimal();
-        let _ = Settings::from_vars(|name| {
-            read.borrow_mut().push(name.to_owned());
-            env.get(name).cloned()
-        });
+        let identity = vars(&[(PORT, "7100"), (STORAGE_ACCOUNT_NAME, "stsixpence"), (STORAGE_CREDENTIAL, "managedidentity")]);
+        for env in [minimal(), identity] {
+            let _ = Settings::from_vars(|name| {
+                read.borrow_mut().push(name.to_owned());
+                env.get(name).cloned()
+            });
+        }
         let read: BTreeSet<String> = read.into_inner().into_iter().collect();
         let declared: BTreeSet<String> = SETTINGS
             .iter()

@@ -4,4 +4,7 @@
 //! storage adapters in `crate::storage` and the Azure clients implement these traits, and the function
 //! modules in `crate::functions` translate triggers into calls here.
 
+pub mod audit;
+pub mod store;
 pub mod system;
+pub mod tenancy;

@@ -1,3 +1,62 @@
-pub async fn ensure_all(_s: &super::Storage) -> anyhow::Result<()> {
+//! Every table, queue and container the application uses, in one place.
+//!
+//! Later features add their names here (a queue per queue-triggered function, plus its `-poison` twin
+//! that the host creates itself). `infra/bicep` is tested against these lists, so a resource the code needs
+//! cannot be missing from a deployment, and [`ensure_all`] creates them at start-up for local development
+//! and tests.
+
+use super::{Storage, StorageError};
+
+/// Platform liveness (heartbeat, queue probes); no customer data.
+pub const SYSTEM_TABLE: &str = "system";
+/// Workspaces, members and invitations, one partition per workspace.
+pub const TENANCY_TABLE: &str = "tenancy";
+/// Index of each user's workspaces, for listing only.
+pub const MEMBERSHIPS_TABLE: &str = "memberships";
+/// The append-only audit trail, one partition per workspace.
+pub const AUDIT_TABLE: &str = "audit";
+/// Recorded responses of creating requests, for `Idempotency-Key` replays.
+pub const IDEMPOTENCY_TABLE: &str = "idempotency";
+
+/// Tables.
+pub const TABLES: &[&str] = &[SYSTEM_TABLE, TENANCY_TABLE, MEMBERSHIPS_TABLE, AUDIT_TABLE, IDEMPOTENCY_TABLE];
+
+/// Queues.
+pub const QUEUES: &[&str] = &[crate::functions::queue::queue_probe::QUEUE];
+
+/// Blob containers.
+pub const CONTAINERS: &[&str] = &["raw-cost-pages"];
+
+/// Creates every listed table, queue and container that does not exist yet. Idempotent, so it is safe on
+/// every start and from every instance at once.
+pub async fn ensure_all(storage: &Storage) -> Result<(), StorageError> {
+    for name in TABLES {
+        storage.tables().table(name)?.create_if_not_exists().await?;
+    }
+    for name in QUEUES {
+        storage.queues().queue(name)?.create_if_not_exists().await?;
+    }
+    for name in CONTAINERS {
+        storage
+            .blobs()
+            .container(name)?
+            .create_if_not_exists()
+            .await?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_name_is_valid() {
+        for name in TABLES {
+            crate::storage::validate_table_name(name).unwrap();
+        }
+        for name in QUEUES.iter().chain(CONTAINERS) {
+            crate::storage::validate_dns_name("name", name).unwrap();
+        }
+    }
 }

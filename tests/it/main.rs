@@ -1,1 +1,14 @@
+//! Integration tests: one binary (so Cargo links once), one module per area. Storage tests run against
+//! a real Azurite that the harness starts (installed from npm through the committed package.json).
 
+mod app;
+mod function_specs;
+mod host_contract;
+mod process;
+mod settings;
+mod storage_blob;
+mod storage_oauth;
+mod storage_queue;
+mod storage_shared_key;
+mod storage_table;
+mod support;

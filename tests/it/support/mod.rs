@@ -1,0 +1,95 @@
+//! Test harness: storage on Azurite, and the app in-process on a free port backed by its own Azurite
+//! (the app's table names are fixed, so an app test cannot share an instance with another).
+
+use std::sync::Arc;
+
+use sixpence::app::App;
+use sixpence::config::Settings;
+use sixpence::storage::{Storage, StorageConnection};
+use sixpence_testkit::Azurite;
+use tokio::sync::oneshot;
+
+pub use sixpence_testkit::unique_name;
+
+/// Storage on the Azurite shared by this test binary, reached through the same connection-string parser
+/// production uses. Tests isolate themselves with [`unique_name`]. Fails (never skips) when Azurite is
+/// missing.
+pub async fn storage() -> Storage {
+    let azurite = Azurite::shared()
+        .await
+        .unwrap_or_else(|e| panic!("starting Azurite: {e:#}"));
+    let connection = StorageConnection::parse_connection_string(azurite.connection_string())
+        .expect("the testkit connection string parses")
+        // Fail fast instead of retrying for a minute.
+        .with_max_retries(2);
+    Storage::connect(&connection).expect("storage clients build")
+}
+
+/// A running app and the Azurite behind it. Dropping it stops both.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// Kept alive for as long as the app uses it.
+    pub _azurite: Arc<Azurite>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// Settings for a test app on `connection_string`, port 0 (any free port).
+pub fn settings(connection_string: &str) -> Settings {
+    let vars = [
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "1"),
+        ("AzureWebJobsStorage", connection_string),
+        ("SIXPENCE_ENVIRONMENT", "development"),
+    ];
+    let mut settings = Settings::from_vars(|name| {
+        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    })
+    .expect("test settings are valid");
+    settings.port = 0;
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    let azurite = Arc::new(Azurite::start().await.expect("Azurite starts"));
+    spawn_app_with(azurite.clone(), settings(&azurite.connection_string())).await
+}
+
+pub async fn spawn_app_with(azurite: Arc<Azurite>, settings: Settings) -> TestApp {
+    sixpence::storage::install_crypto_provider();
+    let app = App::build(settings).await.expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        _azurite: azurite,
+        _shutdown: tx,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a host envelope to `/<function>`.
+    pub async fn invoke(&self, function: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/{function}")))
+            .header("content-type", "application/json; charset=utf-8")
+            .header("x-azure-functions-invocationid", uuid::Uuid::new_v4().to_string())
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+}
+
+/// A fixture from tests/fixtures/host.
+pub fn host_fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/host/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
