@@ -73,6 +73,38 @@ pub struct Host {
     pub queues: Option<queues::Queues>,
     /// The in-memory schedule monitor of each timer.
     pub timer_status: Mutex<HashMap<String, payload::ScheduleStatus>>,
+    /// What happened, for tests and tools (the log lines say the same for people).
+    pub events: tokio::sync::broadcast::Sender<Event>,
+}
+
+impl Host {
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscriber is the normal case outside tests.
+        let _ = self.events.send(event);
+    }
+}
+
+/// Something the local host did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One delivery of a queue message ended. `invoked` is false when the message could not be bound
+    /// (not base64); `succeeded` means the handler answered 2xx and the outputs were written.
+    QueueAttempt {
+        function: String,
+        message_id: String,
+        dequeue_count: u64,
+        invoked: bool,
+        succeeded: bool,
+    },
+    /// A message was copied to `<queue>-poison` and deleted.
+    Poisoned {
+        function: String,
+        message_id: String,
+        dequeue_count: u64,
+        reason: String,
+    },
+    /// A timer function was invoked (on schedule, at start-up or on demand).
+    TimerFired { function: String, succeeded: bool },
 }
 
 /// The entry point of the library.
@@ -156,6 +188,7 @@ impl LocalHost {
             routes,
             queues,
             timer_status: Mutex::new(HashMap::new()),
+            events: tokio::sync::broadcast::channel(1024).0,
         });
 
         let mut tasks = Vec::new();
@@ -236,6 +269,11 @@ impl LocalHostHandle {
 
     pub fn host(&self) -> &Arc<Host> {
         &self.host
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.host.events.subscribe()
     }
 
     /// Resolves when the handler exits (on its own, or after [`Self::shutdown`]).

@@ -53,6 +53,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // reqwest is built without a default TLS provider in this workspace; install the app's.
+    sixpence::storage::install_crypto_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

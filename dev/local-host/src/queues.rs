@@ -291,9 +291,9 @@ async fn process(
             message.dequeue_count, options.max_dequeue_count
         );
         move_to_poison(
-            &label,
+            host,
+            function,
             store,
-            queue,
             &message,
             &message.pop_receipt,
             &reason,
@@ -302,7 +302,9 @@ async fn process(
         return;
     }
 
-    let (outcome, pop_receipt) = match decode_message(&message.text, options.message_encoding) {
+    let decoded = decode_message(&message.text, options.message_encoding);
+    let invoked = decoded.is_ok();
+    let (outcome, pop_receipt) = match decoded {
         Err(reason) => (Err(reason), message.pop_receipt.clone()),
         Ok(body) => {
             let invocation = invoke(
@@ -318,6 +320,13 @@ async fn process(
         }
     };
 
+    host.emit(crate::Event::QueueAttempt {
+        function: function.name.clone(),
+        message_id: message.id.clone(),
+        dequeue_count: message.dequeue_count,
+        invoked,
+        succeeded: outcome.is_ok(),
+    });
     match outcome {
         Ok(()) => match store.delete(queue, &message.id, &pop_receipt).await {
             Ok(()) => say!("{label}: {attempt} succeeded; deleted"),
@@ -327,7 +336,7 @@ async fn process(
         },
         Err(reason) if message.dequeue_count >= options.max_dequeue_count => {
             say!("{label}: {attempt} failed: {reason}");
-            move_to_poison(&label, store, queue, &message, &pop_receipt, &reason).await;
+            move_to_poison(host, function, store, &message, &pop_receipt, &reason).await;
         }
         Err(reason) => {
             say!(
@@ -402,13 +411,17 @@ fn message_binding_data(message: &StoredMessage, body: &[u8]) -> Map<String, Val
 
 /// Copies the original stored text to `<queue>-poison`, then deletes the message.
 async fn move_to_poison(
-    label: &str,
+    host: &Host,
+    function: &FunctionSpec,
     store: &dyn BindingStorage,
-    queue: &str,
     message: &StoredMessage,
     pop_receipt: &str,
     reason: &str,
 ) {
+    let Trigger::Queue { queue, .. } = &function.trigger else {
+        return;
+    };
+    let label = &function.name;
     let poison = poison_queue(queue);
     if let Err(err) = store.send(&poison, &message.text).await {
         say!(
@@ -418,11 +431,19 @@ async fn move_to_poison(
         return;
     }
     match store.delete(queue, &message.id, pop_receipt).await {
-        Ok(()) => say!(
-            "{label}: moved message {} to `{poison}` after {} attempts: {reason}",
-            message.id,
-            message.dequeue_count
-        ),
+        Ok(()) => {
+            say!(
+                "{label}: moved message {} to `{poison}` after {} attempts: {reason}",
+                message.id,
+                message.dequeue_count
+            );
+            host.emit(crate::Event::Poisoned {
+                function: function.name.clone(),
+                message_id: message.id.clone(),
+                dequeue_count: message.dequeue_count,
+                reason: reason.to_owned(),
+            });
+        }
         Err(err) => say!(
             "{label}: copied message {} to `{poison}` but could not delete it: {err:#}",
             message.id

@@ -131,20 +131,31 @@ pub async fn fire(host: &Host, function: &FunctionSpec, is_past_due: bool) {
         now,
         Uuid::new_v4(),
     );
-    match host
+    let succeeded = match host
         .invoker
         .invoke(&function.name, invocation_id, &envelope)
         .await
     {
-        Ok(_) => say!(
-            "{} ({invocation_id}): timer fired, succeeded",
-            function.name
-        ),
-        Err(err) => say!(
-            "{} ({invocation_id}): timer fired, failed: {err}",
-            function.name
-        ),
-    }
+        Ok(_) => {
+            say!(
+                "{} ({invocation_id}): timer fired, succeeded",
+                function.name
+            );
+            true
+        }
+        Err(err) => {
+            // The next occurrence still runs, as on the host.
+            say!(
+                "{} ({invocation_id}): timer fired, failed: {err}",
+                function.name
+            );
+            false
+        }
+    };
+    host.emit(crate::Event::TimerFired {
+        function: function.name.clone(),
+        succeeded,
+    });
     let next = Schedule::parse(schedule)
         .ok()
         .and_then(|s| s.next_after(Utc::now()))
