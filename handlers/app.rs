@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
+use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::domain::system::SystemStore;
 use crate::error::{Error, Result};
@@ -20,12 +21,14 @@ struct Inner {
     settings: Settings,
     storage: Storage,
     system: Arc<dyn SystemStore>,
+    /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
+    auth: Authenticator,
     /// Set once the tables, queues and containers the app uses are known to exist.
     ready: OnceCell<()>,
 }
 
 impl AppState {
-    pub fn new(settings: Settings, storage: Storage) -> Self {
+    pub fn new(settings: Settings, storage: Storage, auth: Authenticator) -> Self {
         let system = Arc::new(crate::storage::system::TableSystemStore::new(
             storage.clone(),
         ));
@@ -33,6 +36,7 @@ impl AppState {
             settings,
             storage,
             system,
+            auth,
             ready: OnceCell::new(),
         }))
     }
@@ -47,6 +51,10 @@ impl AppState {
 
     pub fn system(&self) -> &dyn SystemStore {
         self.0.system.as_ref()
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        &self.0.auth
     }
 
     /// Waits until storage is prepared, preparing it if nobody has yet.
@@ -81,9 +89,10 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind 127.0.0.1:{}: {e}", settings.port))?;
         let storage = Storage::connect(&settings.storage)?;
+        let auth = Authenticator::from_settings(&settings)?;
         Ok(Self {
             listener,
-            state: AppState::new(settings, storage),
+            state: AppState::new(settings, storage, auth),
         })
     }
 

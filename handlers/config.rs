@@ -67,6 +67,13 @@ pub const STRIPE_SECRET_KEY: &str = "STRIPE_SECRET_KEY";
 pub const STRIPE_WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
 pub const MAIL_SENDER: &str = "MAIL_SENDER";
 pub const SMTP_URL: &str = "SMTP_URL";
+pub const AUTH_AUTHORITY: &str = "SIXPENCE_AUTH_AUTHORITY";
+pub const AUTH_AUDIENCE: &str = "SIXPENCE_AUTH_AUDIENCE";
+pub const AUTH_ALLOWED_TENANTS: &str = "SIXPENCE_AUTH_ALLOWED_TENANTS";
+pub const DEV_AUTH: &str = "SIXPENCE_DEV_AUTH";
+
+/// The Entra ID authority for multi-tenant work and school accounts in the public cloud.
+pub const DEFAULT_AUTH_AUTHORITY: &str = "https://login.microsoftonline.com/organizations";
 
 /// Every setting, in the order the README documents them.
 pub const SETTINGS: &[SettingSpec] = &[
@@ -189,6 +196,34 @@ pub const SETTINGS: &[SettingSpec] = &[
         "",
         "Optional SMTP alternative to Graph: `smtps://user:password@host:465`. Key Vault reference in Azure.",
     ),
+    setting(
+        AUTH_AUTHORITY,
+        Scope::App,
+        false,
+        DEFAULT_AUTH_AUTHORITY,
+        "Entra ID authority whose `/v2.0/.well-known/openid-configuration` names the token signing keys. Default `https://login.microsoftonline.com/organizations`; change the host for sovereign clouds.",
+    ),
+    setting(
+        AUTH_AUDIENCE,
+        Scope::App,
+        false,
+        "",
+        "The tenant API's application (client) id and/or app ID URI, comma-separated; tokens for any other audience are refused. Required in production.",
+    ),
+    setting(
+        AUTH_ALLOWED_TENANTS,
+        Scope::App,
+        false,
+        "",
+        "Optional allow-list of Entra tenant ids (GUIDs), comma-separated. Empty: any work or school tenant may sign in.",
+    ),
+    setting(
+        DEV_AUTH,
+        Scope::App,
+        false,
+        "local-development-only",
+        "Development only: passphrase the local sign-in key is derived from (`sixpence dev-token` mints tokens with it). Start-up refuses it in production.",
+    ),
 ];
 
 /// Whether development-only conveniences may run.
@@ -196,6 +231,19 @@ pub const SETTINGS: &[SettingSpec] = &[
 pub enum Environment {
     Production,
     Development,
+}
+
+/// How callers of the tenant API are authenticated.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Entra ID authority (`https://host/tenant-or-organizations`), without a trailing slash.
+    pub authority: String,
+    /// Accepted `aud` values; empty only in development (then only development tokens are accepted).
+    pub audiences: Vec<String>,
+    /// Tenants allowed to sign in; empty means any.
+    pub allowed_tenants: Vec<uuid::Uuid>,
+    /// Passphrase of the development signing key; only ever `Some` in development.
+    pub dev_auth: Option<SecretString>,
 }
 
 /// Every setting the binary reads, typed.
@@ -211,6 +259,7 @@ pub struct Settings {
     pub stripe_webhook_secret: Option<SecretString>,
     pub mail_sender: Option<String>,
     pub smtp_url: Option<SecretString>,
+    pub auth: AuthSettings,
 }
 
 /// One or more settings are missing or invalid; each problem names its setting.
@@ -281,32 +330,32 @@ impl Settings {
         };
 
         let data_keys = get(DATA_KEYS);
-        if let Some(keys) = &data_keys {
-            if let Err(reason) = validate_keyring(keys) {
-                problems.push(format!("{DATA_KEYS} is invalid: {reason}"));
-            }
+        if let Some(keys) = &data_keys
+            && let Err(reason) = validate_keyring(keys)
+        {
+            problems.push(format!("{DATA_KEYS} is invalid: {reason}"));
         }
         let stripe_secret_key = get(STRIPE_SECRET_KEY);
-        if let Some(key) = &stripe_secret_key {
-            if !(key.starts_with("sk_") || key.starts_with("rk_")) {
-                problems.push(format!(
-                    "{STRIPE_SECRET_KEY} must be a Stripe secret or restricted key (sk_… or rk_…)"
-                ));
-            }
+        if let Some(key) = &stripe_secret_key
+            && !(key.starts_with("sk_") || key.starts_with("rk_"))
+        {
+            problems.push(format!(
+                "{STRIPE_SECRET_KEY} must be a Stripe secret or restricted key (sk_… or rk_…)"
+            ));
         }
         let stripe_webhook_secret = get(STRIPE_WEBHOOK_SECRET);
-        if let Some(secrets) = &stripe_webhook_secret {
-            if secrets.split(',').any(|s| !s.trim().starts_with("whsec_")) {
-                problems.push(format!(
-                    "{STRIPE_WEBHOOK_SECRET} must be one or more whsec_… secrets, comma-separated"
-                ));
-            }
+        if let Some(secrets) = &stripe_webhook_secret
+            && secrets.split(',').any(|s| !s.trim().starts_with("whsec_"))
+        {
+            problems.push(format!(
+                "{STRIPE_WEBHOOK_SECRET} must be one or more whsec_… secrets, comma-separated"
+            ));
         }
         let mail_sender = get(MAIL_SENDER);
-        if let Some(sender) = &mail_sender {
-            if !sender.contains('@') {
-                problems.push(format!("{MAIL_SENDER} must be a mailbox address"));
-            }
+        if let Some(sender) = &mail_sender
+            && !sender.contains('@')
+        {
+            problems.push(format!("{MAIL_SENDER} must be a mailbox address"));
         }
         let smtp_url = get(SMTP_URL);
         if let Some(raw) = &smtp_url {
@@ -316,6 +365,8 @@ impl Settings {
                 _ => problems.push(format!("{SMTP_URL} must be an smtp:// or smtps:// URL")),
             }
         }
+
+        let auth = read_auth(&get, environment, &mut problems);
 
         let Some(storage) = storage.filter(|_| problems.is_empty()) else {
             return Err(ConfigError { problems });
@@ -330,7 +381,82 @@ impl Settings {
             stripe_webhook_secret: stripe_webhook_secret.map(SecretString::from),
             mail_sender,
             smtp_url: smtp_url.map(SecretString::from),
+            auth,
         })
+    }
+}
+
+/// Reads and checks the authentication settings, adding each problem to `problems`.
+fn read_auth(
+    get: &impl Fn(&str) -> Option<String>,
+    environment: Environment,
+    problems: &mut Vec<String>,
+) -> AuthSettings {
+    let authority = get(AUTH_AUTHORITY)
+        .unwrap_or_else(|| DEFAULT_AUTH_AUTHORITY.to_owned())
+        .trim_end_matches('/')
+        .to_owned();
+    if let Err(reason) = validate_authority(&authority) {
+        problems.push(format!("{AUTH_AUTHORITY} {reason}"));
+    }
+
+    let audiences: Vec<String> = get(AUTH_AUDIENCE)
+        .map(|raw| {
+            raw.split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if audiences.is_empty() && environment == Environment::Production {
+        problems.push(format!(
+            "{AUTH_AUDIENCE} is required in production: the tenant API's application (client) id or app ID URI"
+        ));
+    }
+
+    let mut allowed_tenants = Vec::new();
+    if let Some(raw) = get(AUTH_ALLOWED_TENANTS) {
+        for (index, entry) in raw.split(',').map(str::trim).enumerate() {
+            match uuid::Uuid::parse_str(entry) {
+                Ok(tenant) => allowed_tenants.push(tenant),
+                Err(_) => problems.push(format!(
+                    "{AUTH_ALLOWED_TENANTS} must be tenant ids (GUIDs), comma-separated; entry {} is not",
+                    index + 1
+                )),
+            }
+        }
+    }
+
+    // Development sign-in mints tokens from a passphrase anyone with the repository knows, so it
+    // must never be reachable in production: refuse to start rather than silently ignore it.
+    let dev_auth = get(DEV_AUTH);
+    if dev_auth.is_some() && environment == Environment::Production {
+        problems.push(format!(
+            "{DEV_AUTH} is set but {ENVIRONMENT} is `production` (the default): development sign-in cannot be enabled in production; unset {DEV_AUTH} or set {ENVIRONMENT}=development"
+        ));
+    }
+
+    AuthSettings {
+        authority,
+        audiences,
+        allowed_tenants,
+        dev_auth: dev_auth.map(SecretString::from),
+    }
+}
+
+/// An authority must be HTTPS; plain HTTP only to a loopback address (tests, local simulators), where
+/// nobody can tamper with the keys on the way.
+pub(crate) fn validate_authority(raw: &str) -> Result<(), &'static str> {
+    let url = url::Url::parse(raw).map_err(|_| "is not a URL")?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment");
+    }
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => Ok(()),
+        ("http", Some(url::Host::Ipv4(ip))) if ip.is_loopback() => Ok(()),
+        ("http", Some(url::Host::Ipv6(ip))) if ip.is_loopback() => Ok(()),
+        ("http", Some(url::Host::Domain("localhost"))) => Ok(()),
+        _ => Err("must be an https:// URL (http:// only to a loopback address)"),
     }
 }
 
@@ -377,6 +503,7 @@ mod tests {
         vars(&[
             (PORT, "7100"),
             (STORAGE_CONNECTION, "UseDevelopmentStorage=true"),
+            (AUTH_AUDIENCE, "api://sixpence"),
         ])
     }
 
@@ -412,6 +539,7 @@ mod tests {
             (SMTP_URL, "http://user:hunter2@mail"),
             (STRIPE_SECRET_KEY, "pk_live_hunter2"),
             (DATA_KEYS, "k1:hunter2hunter2"),
+            (AUTH_AUDIENCE, "api://sixpence"),
         ]);
         let err = Settings::from_vars(|n| env.get(n).cloned()).expect_err("invalid");
         assert_eq!(err.problems.len(), 3);
@@ -426,11 +554,105 @@ mod tests {
     }
 
     #[test]
+    fn authentication_defaults_to_multi_tenant_entra() {
+        let env = minimal();
+        let settings = Settings::from_vars(|n| env.get(n).cloned()).expect("valid");
+        assert_eq!(settings.auth.authority, DEFAULT_AUTH_AUTHORITY);
+        assert_eq!(settings.auth.audiences, vec!["api://sixpence".to_owned()]);
+        assert!(settings.auth.allowed_tenants.is_empty());
+        assert!(settings.auth.dev_auth.is_none());
+    }
+
+    #[test]
+    fn start_up_refuses_dev_auth_in_production() {
+        for environment in [None, Some("production")] {
+            let mut env = minimal();
+            env.insert(DEV_AUTH.to_owned(), "local-development-only".to_owned());
+            if let Some(value) = environment {
+                env.insert(ENVIRONMENT.to_owned(), value.to_owned());
+            }
+            let err = Settings::from_vars(|n| env.get(n).cloned()).expect_err("refused");
+            assert_eq!(err.problems.len(), 1, "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(DEV_AUTH) && text.contains(ENVIRONMENT),
+                "{text}"
+            );
+            assert!(!text.contains("local-development-only"), "{text}");
+        }
+    }
+
+    #[test]
+    fn dev_auth_is_accepted_in_development_without_an_audience() {
+        let env = vars(&[
+            (PORT, "7100"),
+            (STORAGE_CONNECTION, "UseDevelopmentStorage=true"),
+            (ENVIRONMENT, "development"),
+            (DEV_AUTH, "local-development-only"),
+        ]);
+        let settings = Settings::from_vars(|n| env.get(n).cloned()).expect("valid");
+        assert!(settings.auth.dev_auth.is_some());
+        assert!(settings.auth.audiences.is_empty());
+    }
+
+    #[test]
+    fn production_requires_an_audience() {
+        let mut env = minimal();
+        env.remove(AUTH_AUDIENCE);
+        let err = Settings::from_vars(|n| env.get(n).cloned()).expect_err("refused");
+        assert!(err.to_string().contains(AUTH_AUDIENCE), "{err}");
+    }
+
+    #[test]
+    fn auth_settings_are_parsed_and_checked() {
+        let mut env = minimal();
+        env.insert(
+            AUTH_AUDIENCE.to_owned(),
+            " api://sixpence , 11111111-2222-3333-4444-555555555555 ".to_owned(),
+        );
+        env.insert(
+            AUTH_ALLOWED_TENANTS.to_owned(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47, 9188040d-6c67-4c5b-b112-36a304b66dad".to_owned(),
+        );
+        env.insert(
+            AUTH_AUTHORITY.to_owned(),
+            "https://login.microsoftonline.us/organizations/".to_owned(),
+        );
+        let settings = Settings::from_vars(|n| env.get(n).cloned()).expect("valid");
+        assert_eq!(settings.auth.audiences.len(), 2);
+        assert_eq!(settings.auth.allowed_tenants.len(), 2);
+        assert_eq!(
+            settings.auth.authority,
+            "https://login.microsoftonline.us/organizations"
+        );
+
+        for (name, value) in [
+            (
+                AUTH_ALLOWED_TENANTS,
+                "72f988bf-86f1-41af-91ab-2d7cd011db47,contoso",
+            ),
+            (AUTH_AUTHORITY, "http://login.example.com/organizations"),
+            (AUTH_AUTHORITY, "not a url"),
+        ] {
+            let mut env = minimal();
+            env.insert(name.to_owned(), value.to_owned());
+            let err = Settings::from_vars(|n| env.get(n).cloned()).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        assert!(validate_authority("http://127.0.0.1:8080/organizations").is_ok());
+        assert!(validate_authority("http://[::1]:8080/organizations").is_ok());
+    }
+
+    #[test]
     fn every_declared_binary_setting_is_read_and_nothing_else() {
         // Storage reads either the connection string or the identity-based settings, so both shapes
         // of configuration are read to see every name.
         let read = RefCell::new(Vec::new());
-        let identity = vars(&[(PORT, "7100"), (STORAGE_ACCOUNT_NAME, "stsixpence"), (STORAGE_CREDENTIAL, "managedidentity")]);
+        let identity = vars(&[
+            (PORT, "7100"),
+            (STORAGE_ACCOUNT_NAME, "stsixpence"),
+            (STORAGE_CREDENTIAL, "managedidentity"),
+        ]);
         for env in [minimal(), identity] {
             let _ = Settings::from_vars(|name| {
                 read.borrow_mut().push(name.to_owned());

@@ -13,6 +13,8 @@
 
 /// Wiring: shared state, binding, serving.
 pub mod app;
+/// Tenant API authentication: Entra ID bearer tokens, development tokens, the `Principal` extractor.
+pub mod auth;
 /// App settings, typed and validated once.
 pub mod config;
 /// Business rules and their ports.

@@ -1,9 +1,13 @@
 //! The `sixpence` binary: the custom handler the Functions host starts, plus operator commands.
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 use sixpence::app::{App, shutdown_signal};
+use sixpence::auth::{DevTokenRequest, dev, mint_dev_token};
 use sixpence::config::Settings;
 
 #[derive(Parser)]
@@ -21,6 +25,28 @@ struct Cli {
 enum Command {
     /// Serve the Functions host on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT (the default).
     Serve,
+    /// Print a bearer token a local run (SIXPENCE_ENVIRONMENT=development) accepts.
+    DevToken(DevTokenArgs),
+}
+
+#[derive(Args)]
+struct DevTokenArgs {
+    /// The user's email address; the same address always gets the same user id.
+    #[arg(long)]
+    user: String,
+    /// Entra tenant id (GUID) the user belongs to; a fixed development tenant by default.
+    #[arg(long)]
+    tenant: Option<uuid::Uuid>,
+    /// Display name; the part of the address before `@` by default.
+    #[arg(long)]
+    name: Option<String>,
+    /// Hours until the token expires.
+    #[arg(long, default_value_t = 8)]
+    hours: u64,
+    /// The app's SIXPENCE_DEV_AUTH passphrase; read from the environment, else from
+    /// ./local.settings.json.
+    #[arg(long, env = "SIXPENCE_DEV_AUTH", hide_env_values = true)]
+    dev_auth: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -38,6 +64,43 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve()),
+        Command::DevToken(args) => dev_token(args),
+    }
+}
+
+fn dev_token(args: DevTokenArgs) -> ExitCode {
+    let passphrase = match args.dev_auth {
+        Some(value) => Some(SecretString::from(value)),
+        None => match dev::passphrase_from_local_settings(Path::new("local.settings.json")) {
+            Ok(value) => value,
+            Err(err) => {
+                eprintln!("sixpence: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let Some(passphrase) = passphrase else {
+        eprintln!(
+            "sixpence: SIXPENCE_DEV_AUTH is not set (neither in the environment nor in \
+             ./local.settings.json); use the same value the running app has"
+        );
+        return ExitCode::from(2);
+    };
+    let request = DevTokenRequest {
+        email: args.user,
+        tenant: args.tenant,
+        name: args.name,
+        lifetime: Duration::from_secs(args.hours.saturating_mul(3600)),
+    };
+    match mint_dev_token(&passphrase, &request) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("sixpence: {err:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

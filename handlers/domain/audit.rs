@@ -43,13 +43,25 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn new(field: &str, from: impl Into<Option<String>>, to: impl Into<Option<String>>) -> Self {
-        Self { field: field.to_owned(), from: from.into(), to: to.into() }
+    pub fn new(
+        field: &str,
+        from: impl Into<Option<String>>,
+        to: impl Into<Option<String>>,
+    ) -> Self {
+        Self {
+            field: field.to_owned(),
+            from: from.into(),
+            to: to.into(),
+        }
     }
 
     /// A change to a secret, recorded without either value.
     pub fn secret(field: &str) -> Self {
-        Self { field: field.to_owned(), from: None, to: Some("(changed)".to_owned()) }
+        Self {
+            field: field.to_owned(),
+            from: None,
+            to: Some("(changed)".to_owned()),
+        }
     }
 }
 

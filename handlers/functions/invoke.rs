@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::host::{
-    INVOCATION_ID_HEADER, InvocationContext, InvokeRequest, InvokeResponse, Outputs, PayloadError,
+    INVOCATION_ID_HEADER, InvocationContext, InvokeRequest, InvokeResponse, Outputs,
 };
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Outputs>> + Send>>;
@@ -55,13 +55,9 @@ async fn run(
     invocation_id: String,
     body: Bytes,
 ) -> Response {
-    let request: InvokeRequest = match serde_json::from_slice(&body) {
+    let request = match InvokeRequest::from_slice(&body) {
         Ok(request) => request,
-        Err(err) => {
-            return failure(&Error::Payload(PayloadError::InvalidEnvelope(
-                err.to_string(),
-            )));
-        }
+        Err(err) => return failure(&Error::Payload(err)),
     };
     let context = InvocationContext {
         function: name,

@@ -22,10 +22,12 @@ impl InvokeRequest {
     /// Parses an envelope, refusing anything but a JSON object (serde would otherwise accept `[]`
     /// as an empty struct and the failure would surface later, less clearly).
     pub fn from_slice(body: &[u8]) -> Result<Self, PayloadError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| PayloadError::InvalidEnvelope(e.to_string()))?;
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| PayloadError::InvalidEnvelope(e.to_string()))?;
         if !value.is_object() {
-            return Err(PayloadError::InvalidEnvelope("expected a JSON object".to_owned()));
+            return Err(PayloadError::InvalidEnvelope(
+                "expected a JSON object".to_owned(),
+            ));
         }
         serde_json::from_value(value).map_err(|e| PayloadError::InvalidEnvelope(e.to_string()))
     }

@@ -19,7 +19,13 @@ pub const AUDIT_TABLE: &str = "audit";
 pub const IDEMPOTENCY_TABLE: &str = "idempotency";
 
 /// Tables.
-pub const TABLES: &[&str] = &[SYSTEM_TABLE, TENANCY_TABLE, MEMBERSHIPS_TABLE, AUDIT_TABLE, IDEMPOTENCY_TABLE];
+pub const TABLES: &[&str] = &[
+    SYSTEM_TABLE,
+    TENANCY_TABLE,
+    MEMBERSHIPS_TABLE,
+    AUDIT_TABLE,
+    IDEMPOTENCY_TABLE,
+];
 
 /// Queues.
 pub const QUEUES: &[&str] = &[crate::functions::queue::queue_probe::QUEUE];

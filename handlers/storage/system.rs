@@ -77,16 +77,28 @@ impl TableSystemStore {
 #[async_trait]
 impl SystemStore for TableSystemStore {
     async fn record_heartbeat(&self, heartbeat: &Heartbeat) -> anyhow::Result<()> {
-        let row = HeartbeatRow { at: heartbeat.at, past_due: heartbeat.past_due };
+        let row = HeartbeatRow {
+            at: heartbeat.at,
+            past_due: heartbeat.past_due,
+        };
         self.table()?
-            .upsert(&Entity::new(PARTITION, HEARTBEAT_ROW, row), UpdateMode::Replace)
+            .upsert(
+                &Entity::new(PARTITION, HEARTBEAT_ROW, row),
+                UpdateMode::Replace,
+            )
             .await?;
         Ok(())
     }
 
     async fn last_heartbeat(&self) -> anyhow::Result<Option<Heartbeat>> {
-        let row = self.table()?.get::<HeartbeatRow>(PARTITION, HEARTBEAT_ROW).await?;
-        Ok(row.map(|e| Heartbeat { at: e.properties.at, past_due: e.properties.past_due }))
+        let row = self
+            .table()?
+            .get::<HeartbeatRow>(PARTITION, HEARTBEAT_ROW)
+            .await?;
+        Ok(row.map(|e| Heartbeat {
+            at: e.properties.at,
+            past_due: e.properties.past_due,
+        }))
     }
 
     async fn record_probe(&self, receipt: &ProbeReceipt) -> anyhow::Result<()> {
@@ -94,21 +106,33 @@ impl SystemStore for TableSystemStore {
         let row_key = receipt.probe_id.to_string();
         // Keyed by probe id, so a redelivered probe replaces its own receipt.
         table
-            .upsert(&Entity::new(PROBE_PARTITION, row_key, ProbeRow::from(receipt)), UpdateMode::Replace)
+            .upsert(
+                &Entity::new(PROBE_PARTITION, row_key, ProbeRow::from(receipt)),
+                UpdateMode::Replace,
+            )
             .await?;
         table
-            .upsert(&Entity::new(PARTITION, LAST_PROBE_ROW, ProbeRow::from(receipt)), UpdateMode::Replace)
+            .upsert(
+                &Entity::new(PARTITION, LAST_PROBE_ROW, ProbeRow::from(receipt)),
+                UpdateMode::Replace,
+            )
             .await?;
         Ok(())
     }
 
     async fn probe(&self, id: Uuid) -> anyhow::Result<Option<ProbeReceipt>> {
-        let row = self.table()?.get::<ProbeRow>(PROBE_PARTITION, &id.to_string()).await?;
+        let row = self
+            .table()?
+            .get::<ProbeRow>(PROBE_PARTITION, &id.to_string())
+            .await?;
         Ok(row.map(|e| e.properties.into()))
     }
 
     async fn last_probe(&self) -> anyhow::Result<Option<ProbeReceipt>> {
-        let row = self.table()?.get::<ProbeRow>(PARTITION, LAST_PROBE_ROW).await?;
+        let row = self
+            .table()?
+            .get::<ProbeRow>(PARTITION, LAST_PROBE_ROW)
+            .await?;
         Ok(row.map(|e| e.properties.into()))
     }
 }

@@ -38,11 +38,17 @@ impl TableTenancyStore {
     }
 
     fn tenancy(&self) -> Result<Table, StoreError> {
-        self.storage.tables().table(names::TENANCY_TABLE).map_err(to_store)
+        self.storage
+            .tables()
+            .table(names::TENANCY_TABLE)
+            .map_err(to_store)
     }
 
     fn memberships(&self) -> Result<Table, StoreError> {
-        self.storage.tables().table(names::MEMBERSHIPS_TABLE).map_err(to_store)
+        self.storage
+            .tables()
+            .table(names::MEMBERSHIPS_TABLE)
+            .map_err(to_store)
     }
 }
 
@@ -177,7 +183,10 @@ fn invitation_entity(invitation: &Invitation) -> Entity<InvitationRow> {
     )
 }
 
-fn invitation_from(workspace: WorkspaceId, entity: Entity<InvitationRow>) -> Option<Versioned<Invitation>> {
+fn invitation_from(
+    workspace: WorkspaceId,
+    entity: Entity<InvitationRow>,
+) -> Option<Versioned<Invitation>> {
     let id = Uuid::parse_str(entity.row_key.strip_prefix(INVITATION_PREFIX)?).ok()?;
     let row = entity.properties;
     Some(Versioned {
@@ -197,9 +206,15 @@ fn invitation_from(workspace: WorkspaceId, entity: Entity<InvitationRow>) -> Opt
 
 #[async_trait]
 impl TenancyStore for TableTenancyStore {
-    async fn create_workspace(&self, workspace: &Workspace, owner: &Member) -> Result<Version, StoreError> {
+    async fn create_workspace(
+        &self,
+        workspace: &Workspace,
+        owner: &Member,
+    ) -> Result<Version, StoreError> {
         let mut batch = Batch::new(workspace.id.to_string());
-        batch.insert(&workspace_entity(workspace)).map_err(to_store)?;
+        batch
+            .insert(&workspace_entity(workspace))
+            .map_err(to_store)?;
         batch.insert(&member_entity(owner)).map_err(to_store)?;
         let etags = self.tenancy()?.submit(batch).await.map_err(to_store)?;
         self.index_membership(owner).await?;
@@ -230,16 +245,28 @@ impl TenancyStore for TableTenancyStore {
         }))
     }
 
-    async fn update_workspace(&self, workspace: &Workspace, expected: Option<&Version>) -> Result<Version, StoreError> {
+    async fn update_workspace(
+        &self,
+        workspace: &Workspace,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
         let etag = self
             .tenancy()?
-            .update(&workspace_entity(workspace), UpdateMode::Replace, if_match(expected))
+            .update(
+                &workspace_entity(workspace),
+                UpdateMode::Replace,
+                if_match(expected),
+            )
             .await
             .map_err(to_store)?;
         Ok(version(Some(etag)))
     }
 
-    async fn member(&self, workspace: WorkspaceId, user: UserId) -> Result<Option<Versioned<Member>>, StoreError> {
+    async fn member(
+        &self,
+        workspace: WorkspaceId,
+        user: UserId,
+    ) -> Result<Option<Versioned<Member>>, StoreError> {
         let entity = self
             .tenancy()?
             .get::<MemberRow>(&workspace.to_string(), &format!("{MEMBER_PREFIX}{user}"))
@@ -254,19 +281,34 @@ impl TenancyStore for TableTenancyStore {
             .query_all::<MemberRow>(&prefix_query(workspace, MEMBER_PREFIX))
             .await
             .map_err(to_store)?;
-        Ok(rows.into_iter().filter_map(|e| member_from(workspace, e)).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|e| member_from(workspace, e))
+            .collect())
     }
 
     async fn add_member(&self, member: &Member) -> Result<Version, StoreError> {
-        let etag = self.tenancy()?.insert(&member_entity(member)).await.map_err(to_store)?;
+        let etag = self
+            .tenancy()?
+            .insert(&member_entity(member))
+            .await
+            .map_err(to_store)?;
         self.index_membership(member).await?;
         Ok(version(Some(etag)))
     }
 
-    async fn update_member(&self, member: &Member, expected: Option<&Version>) -> Result<Version, StoreError> {
+    async fn update_member(
+        &self,
+        member: &Member,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
         let etag = self
             .tenancy()?
-            .update(&member_entity(member), UpdateMode::Replace, if_match(expected))
+            .update(
+                &member_entity(member),
+                UpdateMode::Replace,
+                if_match(expected),
+            )
             .await
             .map_err(to_store)?;
         self.index_membership(member).await?;
@@ -276,7 +318,11 @@ impl TenancyStore for TableTenancyStore {
     async fn remove_member(&self, workspace: WorkspaceId, user: UserId) -> Result<(), StoreError> {
         // The membership row first: once it is gone, access is gone, whatever happens to the index.
         self.tenancy()?
-            .delete(&workspace.to_string(), &format!("{MEMBER_PREFIX}{user}"), IfMatch::Any)
+            .delete(
+                &workspace.to_string(),
+                &format!("{MEMBER_PREFIX}{user}"),
+                IfMatch::Any,
+            )
             .await
             .map_err(to_store)?;
         self.memberships()?
@@ -299,11 +345,19 @@ impl TenancyStore for TableTenancyStore {
     }
 
     async fn create_invitation(&self, invitation: &Invitation) -> Result<Version, StoreError> {
-        let etag = self.tenancy()?.insert(&invitation_entity(invitation)).await.map_err(to_store)?;
+        let etag = self
+            .tenancy()?
+            .insert(&invitation_entity(invitation))
+            .await
+            .map_err(to_store)?;
         Ok(version(Some(etag)))
     }
 
-    async fn invitation(&self, workspace: WorkspaceId, id: Uuid) -> Result<Option<Versioned<Invitation>>, StoreError> {
+    async fn invitation(
+        &self,
+        workspace: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<Versioned<Invitation>>, StoreError> {
         let entity = self
             .tenancy()?
             .get::<InvitationRow>(&workspace.to_string(), &format!("{INVITATION_PREFIX}{id}"))
@@ -312,19 +366,33 @@ impl TenancyStore for TableTenancyStore {
         Ok(entity.and_then(|e| invitation_from(workspace, e)))
     }
 
-    async fn invitations(&self, workspace: WorkspaceId) -> Result<Vec<Versioned<Invitation>>, StoreError> {
+    async fn invitations(
+        &self,
+        workspace: WorkspaceId,
+    ) -> Result<Vec<Versioned<Invitation>>, StoreError> {
         let rows = self
             .tenancy()?
             .query_all::<InvitationRow>(&prefix_query(workspace, INVITATION_PREFIX))
             .await
             .map_err(to_store)?;
-        Ok(rows.into_iter().filter_map(|e| invitation_from(workspace, e)).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|e| invitation_from(workspace, e))
+            .collect())
     }
 
-    async fn update_invitation(&self, invitation: &Invitation, expected: &Version) -> Result<Version, StoreError> {
+    async fn update_invitation(
+        &self,
+        invitation: &Invitation,
+        expected: &Version,
+    ) -> Result<Version, StoreError> {
         let etag = self
             .tenancy()?
-            .update(&invitation_entity(invitation), UpdateMode::Replace, if_match(Some(expected)))
+            .update(
+                &invitation_entity(invitation),
+                UpdateMode::Replace,
+                if_match(Some(expected)),
+            )
             .await
             .map_err(to_store)?;
         Ok(version(Some(etag)))

@@ -18,8 +18,10 @@ fn specs() -> Vec<(String, Value)> {
         let entry = entry.expect("readable");
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path().join("function.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let json: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         specs.push((name, json));
     }
     specs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -66,7 +68,11 @@ fn each_spec_trigger_matches_its_handler() {
                     .filter_map(Value::as_str)
                     .collect();
                 assert_eq!(spec_methods, methods, "{name}: methods");
-                assert_eq!(trigger["name"].as_str(), Some("req"), "{name}: request binding");
+                assert_eq!(
+                    trigger["name"].as_str(),
+                    Some("req"),
+                    "{name}: request binding"
+                );
                 let out = spec["bindings"]
                     .as_array()
                     .expect("bindings")
@@ -74,18 +80,37 @@ fn each_spec_trigger_matches_its_handler() {
                     .find(|b| b["type"] == "http")
                     .expect("an http output binding");
                 // `$return` would put the response through the host's base64 trap.
-                assert_eq!(out["name"].as_str(), Some("res"), "{name}: response binding");
-                assert!(function.handler.is_none(), "{name}: HTTP functions are routes");
+                assert_eq!(
+                    out["name"].as_str(),
+                    Some("res"),
+                    "{name}: response binding"
+                );
+                assert!(
+                    function.handler.is_none(),
+                    "{name}: HTTP functions are routes"
+                );
             }
             Trigger::Timer { binding } => {
-                assert_eq!(trigger["name"].as_str(), Some(binding), "{name}: binding name");
+                assert_eq!(
+                    trigger["name"].as_str(),
+                    Some(binding),
+                    "{name}: binding name"
+                );
                 assert!(trigger["schedule"].is_string(), "{name}: schedule");
                 assert!(function.handler.is_some(), "{name}: handler");
             }
             Trigger::Queue { binding, queue } => {
-                assert_eq!(trigger["name"].as_str(), Some(binding), "{name}: binding name");
+                assert_eq!(
+                    trigger["name"].as_str(),
+                    Some(binding),
+                    "{name}: binding name"
+                );
                 assert_eq!(trigger["queueName"].as_str(), Some(queue), "{name}: queue");
-                assert_eq!(trigger["connection"].as_str(), Some("AzureWebJobsStorage"), "{name}: connection");
+                assert_eq!(
+                    trigger["connection"].as_str(),
+                    Some("AzureWebJobsStorage"),
+                    "{name}: connection"
+                );
                 assert!(function.handler.is_some(), "{name}: handler");
             }
         }
@@ -98,11 +123,17 @@ fn every_setting_a_spec_references_is_declared() {
     for (name, spec) in specs() {
         let text = spec.to_string();
         for reference in text.split('%').skip(1).step_by(2) {
-            assert!(declared.contains(reference), "{name} references %{reference}% which config::SETTINGS does not declare");
+            assert!(
+                declared.contains(reference),
+                "{name} references %{reference}% which config::SETTINGS does not declare"
+            );
         }
         for binding in spec["bindings"].as_array().expect("bindings") {
             if let Some(connection) = binding["connection"].as_str() {
-                assert!(declared.contains(connection), "{name}: connection {connection} is not a declared setting");
+                assert!(
+                    declared.contains(connection),
+                    "{name}: connection {connection} is not a declared setting"
+                );
             }
         }
     }

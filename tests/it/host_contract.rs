@@ -13,7 +13,8 @@ fn fixture(name: &str) -> InvokeRequest {
 
 #[test]
 fn the_documented_and_the_real_queue_payloads_decode_to_the_same_message() {
-    let documented = QueueTrigger::from_request(&fixture("queue-documented.json"), "message").expect("documented");
+    let documented = QueueTrigger::from_request(&fixture("queue-documented.json"), "message")
+        .expect("documented");
     let real = QueueTrigger::from_request(&fixture("queue-real.json"), "message").expect("real");
     let a: ProbeMessage = documented.json().expect("documented message is a probe");
     let b: ProbeMessage = real.json().expect("real message is a probe");
@@ -22,15 +23,31 @@ fn the_documented_and_the_real_queue_payloads_decode_to_the_same_message() {
 
 #[test]
 fn queue_metadata_is_read_whether_or_not_the_host_quoted_it() {
-    let documented = QueueTrigger::from_request(&fixture("queue-documented.json"), "message").expect("documented");
+    let documented = QueueTrigger::from_request(&fixture("queue-documented.json"), "message")
+        .expect("documented");
     let real = QueueTrigger::from_request(&fixture("queue-real.json"), "message").expect("real");
     assert_eq!(documented.metadata.dequeue_count, 1);
-    assert_eq!(real.metadata.dequeue_count, 3, "DequeueCount arrives as the string \"3\"");
+    assert_eq!(
+        real.metadata.dequeue_count, 3,
+        "DequeueCount arrives as the string \"3\""
+    );
     for metadata in [&documented.metadata, &real.metadata] {
-        assert_eq!(metadata.id.as_deref(), Some("800ae4b3-bdd2-4c08-badd-f08e5a34b865"));
-        assert_eq!(metadata.pop_receipt.as_deref(), Some("AgAAAAMAAAAAAAAAAgtnj8x+1QE="));
-        assert_eq!(metadata.insertion_time, Some(datetime!(2019-10-09 17:58:31 UTC)));
-        assert_eq!(metadata.expiration_time, Some(datetime!(2019-10-16 17:58:31 UTC)));
+        assert_eq!(
+            metadata.id.as_deref(),
+            Some("800ae4b3-bdd2-4c08-badd-f08e5a34b865")
+        );
+        assert_eq!(
+            metadata.pop_receipt.as_deref(),
+            Some("AgAAAAMAAAAAAAAAAgtnj8x+1QE=")
+        );
+        assert_eq!(
+            metadata.insertion_time,
+            Some(datetime!(2019-10-09 17:58:31 UTC))
+        );
+        assert_eq!(
+            metadata.expiration_time,
+            Some(datetime!(2019-10-16 17:58:31 UTC))
+        );
     }
 }
 

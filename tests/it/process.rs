@@ -9,7 +9,11 @@ use serde_json::Value;
 const BINARY: &str = env!("CARGO_BIN_EXE_sixpence");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[test]
@@ -22,14 +26,20 @@ fn a_missing_or_invalid_setting_stops_start_up_with_a_message_naming_it() {
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for name in ["FUNCTIONS_CUSTOMHANDLER_PORT", "SIXPENCE_ENVIRONMENT", "AzureWebJobsStorage"] {
+    for name in [
+        "FUNCTIONS_CUSTOMHANDLER_PORT",
+        "SIXPENCE_ENVIRONMENT",
+        "AzureWebJobsStorage",
+    ] {
         assert!(stderr.contains(name), "stderr should name {name}: {stderr}");
     }
 }
 
 #[tokio::test]
 async fn the_binary_answers_readiness_logs_json_with_the_invocation_id_and_stops_on_sigterm() {
-    let azurite = sixpence_testkit::Azurite::start().await.expect("Azurite starts");
+    let azurite = sixpence_testkit::Azurite::start()
+        .await
+        .expect("Azurite starts");
     let port = free_port();
     let mut child = Command::new(BINARY)
         .arg("serve")
@@ -42,7 +52,12 @@ async fn the_binary_answers_readiness_logs_json_with_the_invocation_id_and_stops
         .spawn()
         .expect("starts");
     let stdout = child.stdout.take().expect("stdout");
-    let lines = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
 
     // Readiness: the host polls GET / until anything answers.
     let http = reqwest::Client::new();
@@ -52,7 +67,10 @@ async fn the_binary_answers_readiness_logs_json_with_the_invocation_id_and_stops
             assert_eq!(response.status(), 200);
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no readiness answer within 30 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no readiness answer within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
@@ -66,14 +84,20 @@ async fn the_binary_answers_readiness_logs_json_with_the_invocation_id_and_stops
         .expect("invocation");
     assert_eq!(response.status(), 200);
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let started = Instant::now();
     let exit = loop {
         if let Some(exit) = child.try_wait().expect("wait") {
             break exit;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "did not stop on SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
@@ -81,12 +105,18 @@ async fn the_binary_answers_readiness_logs_json_with_the_invocation_id_and_stops
     let lines = lines.join().expect("reader");
     assert!(!lines.is_empty(), "the binary logged nothing");
     for line in &lines {
-        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
     }
     let carried = lines.iter().filter(|l| l.contains("inv-7f3a")).count();
-    assert!(carried >= 1, "no log line carries the invocation id: {lines:#?}");
     assert!(
-        lines.iter().any(|l| l.contains("heartbeat recorded") && l.contains("inv-7f3a")),
+        carried >= 1,
+        "no log line carries the invocation id: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("heartbeat recorded") && l.contains("inv-7f3a")),
         "the function's own log line carries the invocation id: {lines:#?}"
     );
 }

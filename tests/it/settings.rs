@@ -24,7 +24,10 @@ fn local_settings_example_lists_exactly_the_local_settings_with_their_defaults()
         .filter(|s| matches!(s.scope, Scope::App | Scope::HostOnly))
         .map(|s| (s.name.to_owned(), s.local_value.to_owned()))
         .collect();
-    assert_eq!(values, expected, "left: local.settings.example.json, right: config::SETTINGS");
+    assert_eq!(
+        values, expected,
+        "left: local.settings.example.json, right: config::SETTINGS"
+    );
 }
 
 #[test]
@@ -32,7 +35,11 @@ fn the_example_settings_hold_no_secret() {
     for setting in SETTINGS.iter().filter(|s| s.secret) {
         let value = setting.local_value;
         let harmless = value.is_empty() || value == "UseDevelopmentStorage=true";
-        assert!(harmless, "{} must not carry a secret value in the example", setting.name);
+        assert!(
+            harmless,
+            "{} must not carry a secret value in the example",
+            setting.name
+        );
     }
 }
 

@@ -55,7 +55,12 @@ pub struct UserId {
 
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.tenant.hyphenated(), self.object.hyphenated())
+        write!(
+            f,
+            "{}.{}",
+            self.tenant.hyphenated(),
+            self.object.hyphenated()
+        )
     }
 }
 
@@ -172,10 +177,17 @@ pub fn email(raw: &str) -> Result<String, TenancyError> {
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid { Ok(email) } else { Err(TenancyError::InvalidEmail(raw.to_owned())) }
+    if valid {
+        Ok(email)
+    } else {
+        Err(TenancyError::InvalidEmail(raw.to_owned()))
+    }
 }
 
 /// Whether `actor` may give `target` the role `new_role` (or remove them, when `new_role` is `None`).
@@ -287,7 +299,10 @@ impl WorkspaceScope {
     pub fn system(id: WorkspaceId) -> Self {
         Self {
             id,
-            caller: UserId { tenant: Uuid::nil(), object: Uuid::nil() },
+            caller: UserId {
+                tenant: Uuid::nil(),
+                object: Uuid::nil(),
+            },
             role: Role::Owner,
         }
     }
@@ -313,7 +328,11 @@ pub fn authorize(
     if !role.grants(needed) {
         return Err(Denied::Forbidden);
     }
-    Ok(WorkspaceScope { id: workspace, caller, role })
+    Ok(WorkspaceScope {
+        id: workspace,
+        caller,
+        role,
+    })
 }
 
 /// Where workspaces, members and invitations are kept.
@@ -323,24 +342,51 @@ pub fn authorize(
 #[async_trait::async_trait]
 pub trait TenancyStore: Send + Sync {
     /// Creates the workspace with its first owner.
-    async fn create_workspace(&self, workspace: &Workspace, owner: &Member) -> Result<Version, StoreError>;
+    async fn create_workspace(
+        &self,
+        workspace: &Workspace,
+        owner: &Member,
+    ) -> Result<Version, StoreError>;
     async fn workspace(&self, id: WorkspaceId) -> Result<Option<Versioned<Workspace>>, StoreError>;
     /// Replaces name and settings if `expected` is still current (or unconditionally when `None`).
-    async fn update_workspace(&self, workspace: &Workspace, expected: Option<&Version>) -> Result<Version, StoreError>;
+    async fn update_workspace(
+        &self,
+        workspace: &Workspace,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError>;
     /// The caller's membership: the one read every authorised request makes.
-    async fn member(&self, workspace: WorkspaceId, user: UserId) -> Result<Option<Versioned<Member>>, StoreError>;
+    async fn member(
+        &self,
+        workspace: WorkspaceId,
+        user: UserId,
+    ) -> Result<Option<Versioned<Member>>, StoreError>;
     async fn members(&self, workspace: WorkspaceId) -> Result<Vec<Versioned<Member>>, StoreError>;
     /// Adds a member: [`StoreError::Conflict`] when already one.
     async fn add_member(&self, member: &Member) -> Result<Version, StoreError>;
     /// Changes a member's role if `expected` is still current.
-    async fn update_member(&self, member: &Member, expected: Option<&Version>) -> Result<Version, StoreError>;
+    async fn update_member(
+        &self,
+        member: &Member,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError>;
     async fn remove_member(&self, workspace: WorkspaceId, user: UserId) -> Result<(), StoreError>;
     /// The workspaces `user` belongs to, with their role there, from the listing index.
     async fn workspaces_of(&self, user: UserId) -> Result<Vec<(WorkspaceId, Role)>, StoreError>;
     async fn create_invitation(&self, invitation: &Invitation) -> Result<Version, StoreError>;
-    async fn invitation(&self, workspace: WorkspaceId, id: Uuid) -> Result<Option<Versioned<Invitation>>, StoreError>;
-    async fn invitations(&self, workspace: WorkspaceId) -> Result<Vec<Versioned<Invitation>>, StoreError>;
-    async fn update_invitation(&self, invitation: &Invitation, expected: &Version) -> Result<Version, StoreError>;
+    async fn invitation(
+        &self,
+        workspace: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<Versioned<Invitation>>, StoreError>;
+    async fn invitations(
+        &self,
+        workspace: WorkspaceId,
+    ) -> Result<Vec<Versioned<Invitation>>, StoreError>;
+    async fn update_invitation(
+        &self,
+        invitation: &Invitation,
+        expected: &Version,
+    ) -> Result<Version, StoreError>;
 }
 
 #[cfg(test)]
@@ -348,7 +394,10 @@ mod tests {
     use super::*;
 
     fn user(n: u128) -> UserId {
-        UserId { tenant: Uuid::from_u128(1), object: Uuid::from_u128(n) }
+        UserId {
+            tenant: Uuid::from_u128(1),
+            object: Uuid::from_u128(n),
+        }
     }
 
     fn member(role: Role) -> Member {
@@ -366,8 +415,14 @@ mod tests {
     fn the_last_owner_can_neither_leave_nor_be_demoted() {
         let owner = member(Role::Owner);
         assert_eq!(check_leave(&owner, 1), Err(TenancyError::LastOwner));
-        assert_eq!(check_role_change(Role::Owner, &owner, Some(Role::Admin), 1), Err(TenancyError::LastOwner));
-        assert_eq!(check_role_change(Role::Owner, &owner, None, 1), Err(TenancyError::LastOwner));
+        assert_eq!(
+            check_role_change(Role::Owner, &owner, Some(Role::Admin), 1),
+            Err(TenancyError::LastOwner)
+        );
+        assert_eq!(
+            check_role_change(Role::Owner, &owner, None, 1),
+            Err(TenancyError::LastOwner)
+        );
         assert!(check_leave(&owner, 2).is_ok());
         assert!(check_role_change(Role::Owner, &owner, Some(Role::Admin), 2).is_ok());
     }
@@ -376,18 +431,34 @@ mod tests {
     fn admins_cannot_touch_the_owner_role() {
         let owner = member(Role::Owner);
         let viewer = member(Role::Viewer);
-        assert_eq!(check_role_change(Role::Admin, &owner, Some(Role::Viewer), 3), Err(TenancyError::OwnerRoleNeedsOwner));
-        assert_eq!(check_role_change(Role::Admin, &viewer, Some(Role::Owner), 3), Err(TenancyError::OwnerRoleNeedsOwner));
+        assert_eq!(
+            check_role_change(Role::Admin, &owner, Some(Role::Viewer), 3),
+            Err(TenancyError::OwnerRoleNeedsOwner)
+        );
+        assert_eq!(
+            check_role_change(Role::Admin, &viewer, Some(Role::Owner), 3),
+            Err(TenancyError::OwnerRoleNeedsOwner)
+        );
         assert!(check_role_change(Role::Admin, &viewer, Some(Role::Admin), 1).is_ok());
-        assert_eq!(Invitation::check_offer(Role::Admin, Role::Owner), Err(TenancyError::OwnerRoleNeedsOwner));
+        assert_eq!(
+            Invitation::check_offer(Role::Admin, Role::Owner),
+            Err(TenancyError::OwnerRoleNeedsOwner)
+        );
     }
 
     #[test]
     fn non_members_look_like_missing_workspaces_and_low_roles_are_forbidden() {
         let ws = WorkspaceId::new();
-        assert_eq!(authorize(ws, user(3), None, Permission::Read), Err(Denied::NotFound));
-        assert_eq!(authorize(ws, user(3), Some(Role::Viewer), Permission::Administer), Err(Denied::Forbidden));
-        let scope = authorize(ws, user(3), Some(Role::Admin), Permission::Administer).expect("allowed");
+        assert_eq!(
+            authorize(ws, user(3), None, Permission::Read),
+            Err(Denied::NotFound)
+        );
+        assert_eq!(
+            authorize(ws, user(3), Some(Role::Viewer), Permission::Administer),
+            Err(Denied::Forbidden)
+        );
+        let scope =
+            authorize(ws, user(3), Some(Role::Admin), Permission::Administer).expect("allowed");
         assert_eq!(scope.id(), ws);
         assert_eq!(scope.role(), Role::Admin);
     }
@@ -405,12 +476,28 @@ mod tests {
             expires_at: now + INVITATION_LIFETIME,
             status: InvitationStatus::Pending,
         };
-        let alice = Caller { user: user(5), display_name: None, verified_email: Some("Alice@Contoso.com".into()) };
-        let unverified = Caller { verified_email: None, ..alice.clone() };
-        let mallory = Caller { verified_email: Some("mallory@contoso.com".into()), ..alice.clone() };
+        let alice = Caller {
+            user: user(5),
+            display_name: None,
+            verified_email: Some("Alice@Contoso.com".into()),
+        };
+        let unverified = Caller {
+            verified_email: None,
+            ..alice.clone()
+        };
+        let mallory = Caller {
+            verified_email: Some("mallory@contoso.com".into()),
+            ..alice.clone()
+        };
         assert!(invitation.check_accept(&alice, now).is_ok());
-        assert_eq!(invitation.check_accept(&unverified, now), Err(TenancyError::InvitationEmailMismatch));
-        assert_eq!(invitation.check_accept(&mallory, now), Err(TenancyError::InvitationEmailMismatch));
+        assert_eq!(
+            invitation.check_accept(&unverified, now),
+            Err(TenancyError::InvitationEmailMismatch)
+        );
+        assert_eq!(
+            invitation.check_accept(&mallory, now),
+            Err(TenancyError::InvitationEmailMismatch)
+        );
         assert_eq!(
             invitation.check_accept(&alice, now + INVITATION_LIFETIME),
             Err(TenancyError::InvitationNotPending)

@@ -35,8 +35,7 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
 }
 
 async fn replay(state: AppState, body: Bytes) -> Result<InvokeResponse, Error> {
-    let envelope: InvokeRequest =
-        serde_json::from_slice(&body).map_err(|e| PayloadError::InvalidEnvelope(e.to_string()))?;
+    let envelope = InvokeRequest::from_slice(&body)?;
     let data = HttpRequestData::from_request(&envelope, REQUEST_BINDING)?;
     let url = url::Url::parse(&data.url).map_err(|_| PayloadError::InvalidBinding {
         name: REQUEST_BINDING.to_owned(),

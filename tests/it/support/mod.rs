@@ -42,7 +42,9 @@ pub fn settings(connection_string: &str) -> Settings {
         ("SIXPENCE_ENVIRONMENT", "development"),
     ];
     let mut settings = Settings::from_vars(|name| {
-        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
     })
     .expect("test settings are valid");
     settings.port = 0;
@@ -76,11 +78,18 @@ impl TestApp {
     }
 
     /// POSTs a host envelope to `/<function>`.
-    pub async fn invoke(&self, function: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    pub async fn invoke(
+        &self,
+        function: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.http
             .post(self.url(&format!("/{function}")))
             .header("content-type", "application/json; charset=utf-8")
-            .header("x-azure-functions-invocationid", uuid::Uuid::new_v4().to_string())
+            .header(
+                "x-azure-functions-invocationid",
+                uuid::Uuid::new_v4().to_string(),
+            )
             .body(body)
             .send()
             .await
