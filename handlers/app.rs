@@ -9,8 +9,12 @@ use tokio::sync::OnceCell;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
+use crate::domain::audit::AuditLog;
+use crate::domain::idempotency::IdempotencyStore;
 use crate::domain::system::SystemStore;
+use crate::domain::tenancy::TenancyStore;
 use crate::error::{Error, Result};
+use crate::functions::http::api::limits::RateLimits;
 use crate::storage::Storage;
 
 /// State shared by every handler. Cheap to clone.
@@ -21,6 +25,11 @@ struct Inner {
     settings: Settings,
     storage: Storage,
     system: Arc<dyn SystemStore>,
+    tenancy: Arc<dyn TenancyStore>,
+    audit: Arc<dyn AuditLog>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
+    limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
     auth: Authenticator,
     /// Set once the tables, queues and containers the app uses are known to exist.
@@ -32,10 +41,21 @@ impl AppState {
         let system = Arc::new(crate::storage::system::TableSystemStore::new(
             storage.clone(),
         ));
+        let tenancy = Arc::new(crate::storage::tenancy::TableTenancyStore::new(
+            storage.clone(),
+        ));
+        let audit = Arc::new(crate::storage::audit::TableAuditLog::new(storage.clone()));
+        let idempotency = Arc::new(crate::storage::idempotency::TableIdempotencyStore::new(
+            storage.clone(),
+        ));
         Self(Arc::new(Inner {
             settings,
             storage,
             system,
+            tenancy,
+            audit,
+            idempotency,
+            limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
         }))
@@ -55,6 +75,22 @@ impl AppState {
 
     pub fn auth(&self) -> &Authenticator {
         &self.0.auth
+    }
+
+    pub fn tenancy(&self) -> &dyn TenancyStore {
+        self.0.tenancy.as_ref()
+    }
+
+    pub fn audit(&self) -> &dyn AuditLog {
+        self.0.audit.as_ref()
+    }
+
+    pub fn idempotency(&self) -> &dyn IdempotencyStore {
+        self.0.idempotency.as_ref()
+    }
+
+    pub fn limits(&self) -> &RateLimits {
+        &self.0.limits
     }
 
     /// Waits until storage is prepared, preparing it if nobody has yet.

@@ -5,6 +5,8 @@
 //! and finally poisons the message (`functions::invoke`). Either way the error is logged exactly once,
 //! at that boundary, and internal detail never reaches a client.
 
+use crate::domain::store::StoreError;
+use crate::domain::tenancy::TenancyError;
 use crate::host::PayloadError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -21,9 +23,33 @@ pub enum Error {
     /// The client's request is wrong (HTTP 400).
     #[error("{0}")]
     InvalidRequest(String),
+    /// A business rule refused the request (HTTP 400, 403, 409 or 410 by rule).
+    #[error(transparent)]
+    Rule(#[from] TenancyError),
     /// The resource does not exist, or the caller may not know it exists (HTTP 404).
     #[error("not found")]
     NotFound,
+    /// A member whose role does not allow this (HTTP 403).
+    #[error("your role in this workspace does not allow this")]
+    Forbidden,
+    /// The resource already exists or the request conflicts with its state (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` named a version that is no longer current (HTTP 412).
+    #[error("the resource changed since you read it; read it again and retry")]
+    PreconditionFailed,
+    /// The body is larger than the API accepts (HTTP 413).
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body is not JSON (HTTP 415).
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    /// An `Idempotency-Key` reused with a different request (HTTP 422).
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    /// Too many requests for this workspace or user (HTTP 429).
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// Storage failed; retryable from the caller's point of view (HTTP 503).
     #[error("storage is unavailable")]
     Storage(#[source] anyhow::Error),
@@ -37,5 +63,16 @@ impl Error {
     /// decides retries by `maxDequeueCount` either way.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Storage(_) | Error::Internal(_))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => Error::Conflict("it already exists".to_owned()),
+            StoreError::VersionMismatch => Error::PreconditionFailed,
+            StoreError::NotFound => Error::NotFound,
+            StoreError::Unavailable(source) => Error::Storage(source),
+        }
     }
 }

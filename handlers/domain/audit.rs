@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::store::{Page, PageRequest, StoreError};
 use super::tenancy::{UserId, WorkspaceId};
 
 /// Who acted.
@@ -103,4 +104,18 @@ impl AuditFilter {
             .is_none_or(|wanted| matches!(&record.actor, Actor::User { id } if *id == wanted));
         action_ok && actor_ok
     }
+}
+
+/// Where audit records are kept: append and list, nothing else. There is deliberately no update
+/// or delete here; retention purges expired records through its own path.
+#[async_trait::async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list(
+        &self,
+        workspace: WorkspaceId,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditRecord>, StoreError>;
 }

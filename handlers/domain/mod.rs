@@ -5,6 +5,7 @@
 //! modules in `crate::functions` translate triggers into calls here.
 
 pub mod audit;
+pub mod idempotency;
 pub mod store;
 pub mod system;
 pub mod tenancy;

@@ -27,3 +27,17 @@ pub enum StoreError {
     #[error("storage unavailable")]
     Unavailable(#[source] anyhow::Error),
 }
+
+/// Where to resume a listing: an opaque continuation from the store, and how many items at most.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// One page of a listing and where the next one starts, if anywhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}

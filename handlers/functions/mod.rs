@@ -59,6 +59,7 @@ pub struct FunctionDef {
 /// Every function, in the order the README lists them.
 pub const REGISTRY: &[FunctionDef] = &[
     http::health::FUNCTION,
+    http::api::FUNCTION,
     timer::heartbeat::FUNCTION,
     queue::queue_probe::FUNCTION,
 ];
@@ -73,7 +74,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         // The host polls `GET /` until it answers (any status) before it sends invocations.
         .route("/", get(|| async { "sixpence" }))
-        .merge(http::router());
+        .merge(http::router(&state));
     for function in REGISTRY {
         let path = format!("/{}", function.name);
         router = match (function.trigger, function.handler) {

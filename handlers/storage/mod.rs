@@ -24,8 +24,10 @@
 //! The resource names the application uses are listed in [`names`]; [`names::ensure_all`] creates them
 //! idempotently at start-up.
 
+pub mod audit;
 pub mod blob;
 pub mod connection;
+pub mod idempotency;
 pub mod names;
 pub mod queue;
 mod shared_key;

@@ -140,6 +140,25 @@ fn workspace_entity(workspace: &Workspace) -> Entity<WorkspaceRow> {
     )
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GuardRow {
+    #[serde(with = "time::serde::rfc3339")]
+    members_changed_at: OffsetDateTime,
+}
+
+/// A merge into the workspace row that only changes its ETag: the concurrency guard of
+/// membership changes.
+fn guard_entity(workspace: WorkspaceId) -> Entity<GuardRow> {
+    Entity::new(
+        workspace.to_string(),
+        WORKSPACE_ROW,
+        GuardRow {
+            members_changed_at: OffsetDateTime::now_utc(),
+        },
+    )
+}
+
 fn member_entity(member: &Member) -> Entity<MemberRow> {
     Entity::new(
         member.workspace.to_string(),
@@ -297,34 +316,41 @@ impl TenancyStore for TableTenancyStore {
         Ok(version(Some(etag)))
     }
 
-    async fn update_member(
-        &self,
-        member: &Member,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError> {
-        let etag = self
-            .tenancy()?
-            .update(
-                &member_entity(member),
-                UpdateMode::Replace,
-                if_match(expected),
-            )
-            .await
+    async fn update_member(&self, member: &Member, guard: &Version) -> Result<(), StoreError> {
+        let mut batch = Batch::new(member.workspace.to_string());
+        batch
+            .update(&member_entity(member), UpdateMode::Replace, IfMatch::Any)
             .map_err(to_store)?;
-        self.index_membership(member).await?;
-        Ok(version(Some(etag)))
+        batch
+            .update(
+                &guard_entity(member.workspace),
+                UpdateMode::Merge,
+                if_match(Some(guard)),
+            )
+            .map_err(to_store)?;
+        self.tenancy()?.submit(batch).await.map_err(to_store)?;
+        self.index_membership(member).await
     }
 
-    async fn remove_member(&self, workspace: WorkspaceId, user: UserId) -> Result<(), StoreError> {
-        // The membership row first: once it is gone, access is gone, whatever happens to the index.
-        self.tenancy()?
-            .delete(
-                &workspace.to_string(),
-                &format!("{MEMBER_PREFIX}{user}"),
-                IfMatch::Any,
-            )
-            .await
+    async fn remove_member(
+        &self,
+        workspace: WorkspaceId,
+        user: UserId,
+        guard: &Version,
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch::new(workspace.to_string());
+        batch
+            .delete(format!("{MEMBER_PREFIX}{user}"), IfMatch::Any)
             .map_err(to_store)?;
+        batch
+            .update(
+                &guard_entity(workspace),
+                UpdateMode::Merge,
+                if_match(Some(guard)),
+            )
+            .map_err(to_store)?;
+        // The membership row first: once it is gone, access is gone, whatever happens to the index.
+        self.tenancy()?.submit(batch).await.map_err(to_store)?;
         self.memberships()?
             .delete(&user.to_string(), &workspace.to_string(), IfMatch::Any)
             .await

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (so Cargo links once), one module per area. Storage tests run against
 //! a real Azurite that the harness starts (installed from npm through the committed package.json).
 
+mod api_smoke;
 mod app;
 mod function_specs;
 mod host_contract;

@@ -47,6 +47,8 @@ async fn the_binary_answers_readiness_logs_json_with_the_invocation_id_and_stops
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("AzureWebJobsStorage", azurite.connection_string())
         .env("SIXPENCE_LOG", "info")
+        // Production mode (the default), which requires the API audience.
+        .env("SIXPENCE_AUTH_AUDIENCE", "api://sixpence-test")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -66,6 +68,9 @@ async fn the_binary_answers_readiness_logs_json_with_the_invocation_id_and_stops
         if let Ok(response) = http.get(format!("http://127.0.0.1:{port}/")).send().await {
             assert_eq!(response.status(), 200);
             break;
+        }
+        if let Some(exit) = child.try_wait().expect("wait") {
+            panic!("sixpence exited before answering readiness: {exit:?}");
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),

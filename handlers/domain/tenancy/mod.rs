@@ -363,13 +363,17 @@ pub trait TenancyStore: Send + Sync {
     async fn members(&self, workspace: WorkspaceId) -> Result<Vec<Versioned<Member>>, StoreError>;
     /// Adds a member: [`StoreError::Conflict`] when already one.
     async fn add_member(&self, member: &Member) -> Result<Version, StoreError>;
-    /// Changes a member's role if `expected` is still current.
-    async fn update_member(
+    /// Changes a member's role, atomically with a touch of the workspace conditional on `guard` (the
+    /// workspace version the caller decided on): two concurrent membership changes cannot both pass
+    /// the last-owner check; the second gets [`StoreError::VersionMismatch`].
+    async fn update_member(&self, member: &Member, guard: &Version) -> Result<(), StoreError>;
+    /// Removes a member, guarded like [`TenancyStore::update_member`].
+    async fn remove_member(
         &self,
-        member: &Member,
-        expected: Option<&Version>,
-    ) -> Result<Version, StoreError>;
-    async fn remove_member(&self, workspace: WorkspaceId, user: UserId) -> Result<(), StoreError>;
+        workspace: WorkspaceId,
+        user: UserId,
+        guard: &Version,
+    ) -> Result<(), StoreError>;
     /// The workspaces `user` belongs to, with their role there, from the listing index.
     async fn workspaces_of(&self, user: UserId) -> Result<Vec<(WorkspaceId, Role)>, StoreError>;
     async fn create_invitation(&self, invitation: &Invitation) -> Result<Version, StoreError>;

@@ -42,8 +42,12 @@ impl Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Permission {
+    /// Anyone, signed in or not (the OpenAPI document).
+    Public,
     /// Any signed-in user; the route is not about one workspace (e.g. `GET /me`, creating a workspace).
     SignedIn,
+    /// A signed-in user holding a pending invitation to this workspace for their verified email.
+    Invitee,
     /// Read a workspace's data.
     Read,
     /// Act on anomalies and recommendations, run reports.
@@ -58,7 +62,9 @@ impl Permission {
     /// The least role that holds this permission inside a workspace.
     pub fn minimum_role(self) -> Role {
         match self {
-            Permission::SignedIn | Permission::Read => Role::Viewer,
+            Permission::Public | Permission::SignedIn | Permission::Invitee | Permission::Read => {
+                Role::Viewer
+            }
             Permission::Analyse => Role::Analyst,
             Permission::Administer => Role::Admin,
             Permission::Own => Role::Owner,
@@ -67,7 +73,9 @@ impl Permission {
 
     pub fn describe(self) -> &'static str {
         match self {
+            Permission::Public => "anyone",
             Permission::SignedIn => "any signed-in user",
+            Permission::Invitee => "the invited user (verified email must match)",
             Permission::Read => "viewer or above",
             Permission::Analyse => "analyst or above",
             Permission::Administer => "admin or above",

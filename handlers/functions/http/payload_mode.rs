@@ -64,8 +64,8 @@ async fn replay(state: AppState, body: Bytes) -> Result<InvokeResponse, Error> {
                 reason: e.to_string(),
             })?;
 
-    let response = super::router()
-        .with_state(state)
+    let response = super::router(&state)
+        .with_state(state.clone())
         .oneshot(request)
         .await
         .unwrap_or_else(|never| match never {});

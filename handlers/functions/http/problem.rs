@@ -7,14 +7,19 @@ use serde::Serialize;
 
 use crate::error::Error;
 
-/// An `application/problem+json` body. `type` values are stable identifiers clients may branch on.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// An RFC 9457 `application/problem+json` body. `type` values are stable identifiers clients may
+/// branch on; `title` is fixed per type; `detail` explains this occurrence.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
+    #[schema(example = "urn:sixpence:problem:last-owner")]
     pub kind: String,
+    #[schema(example = "A workspace must keep an owner")]
     pub title: &'static str,
+    #[schema(example = 409)]
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "the workspace must keep at least one owner")]
     pub detail: Option<String>,
 }
 
@@ -49,22 +54,105 @@ impl IntoResponse for Problem {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let problem = match &self {
-            Error::Payload(err) => Problem::new(
+impl Error {
+    /// The problem document this error is answered with. One place decides every status and type.
+    pub fn problem(&self) -> Problem {
+        use crate::domain::tenancy::TenancyError as T;
+        let detail = Some(self.to_string());
+        match self {
+            Error::Payload(_) => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-invocation",
                 "The invocation is malformed",
-                Some(err.to_string()),
+                detail,
             ),
-            Error::InvalidMessage(detail) | Error::InvalidRequest(detail) => Problem::new(
+            Error::InvalidMessage(_) | Error::InvalidRequest(_) => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-request",
                 "The request is invalid",
-                Some(detail.clone()),
+                detail,
             ),
+            Error::Rule(rule) => match rule {
+                T::InvalidName
+                | T::InvalidCurrency(_)
+                | T::InvalidTimeZone(_)
+                | T::InvalidEmail(_) => Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-request",
+                    "The request is invalid",
+                    detail,
+                ),
+                T::LastOwner => Problem::new(
+                    StatusCode::CONFLICT,
+                    "last-owner",
+                    "A workspace must keep an owner",
+                    detail,
+                ),
+                T::OwnerRoleNeedsOwner => Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "owner-role",
+                    "Only an owner can do this",
+                    detail,
+                ),
+                T::InvitationEmailMismatch => Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "invitation-email-mismatch",
+                    "This invitation is for someone else",
+                    detail,
+                ),
+                T::InvitationNotPending => Problem::new(
+                    StatusCode::GONE,
+                    "invitation-not-pending",
+                    "The invitation is no longer valid",
+                    detail,
+                ),
+                T::AlreadyMember => Problem::new(
+                    StatusCode::CONFLICT,
+                    "already-member",
+                    "Already a member",
+                    detail,
+                ),
+            },
             Error::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", None),
+            Error::Forbidden => Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Your role does not allow this",
+                detail,
+            ),
+            Error::Conflict(_) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
+            Error::PreconditionFailed => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "The resource has changed",
+                detail,
+            ),
+            Error::PayloadTooLarge(_) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The request body is too large",
+                detail,
+            ),
+            Error::UnsupportedMediaType => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The request body must be JSON",
+                detail,
+            ),
+            Error::IdempotencyKeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "The Idempotency-Key was used for a different request",
+                detail,
+            ),
+            Error::RateLimited { .. } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                detail,
+            ),
             Error::Storage(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -77,7 +165,13 @@ impl IntoResponse for Error {
                 "Something went wrong on our side",
                 None,
             ),
-        };
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
         if problem.status >= 500 {
             // Logged once here, with the cause; the client sees only the problem.
             let cause = match &self {
@@ -86,6 +180,20 @@ impl IntoResponse for Error {
             };
             tracing::error!(status = problem.status, cause = %cause, "request failed");
         }
-        problem.into_response()
+        let mut response = problem.into_response();
+        match self {
+            Error::RateLimited { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Error::Storage(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
     }
 }

@@ -40,6 +40,7 @@ pub fn settings(connection_string: &str) -> Settings {
         ("FUNCTIONS_CUSTOMHANDLER_PORT", "1"),
         ("AzureWebJobsStorage", connection_string),
         ("SIXPENCE_ENVIRONMENT", "development"),
+        ("SIXPENCE_DEV_AUTH", DEV_AUTH),
     ];
     let mut settings = Settings::from_vars(|name| {
         vars.iter()
@@ -53,7 +54,7 @@ pub fn settings(connection_string: &str) -> Settings {
 
 pub async fn spawn_app() -> TestApp {
     let azurite = Arc::new(Azurite::start().await.expect("Azurite starts"));
-    spawn_app_with(azurite.clone(), settings(&azurite.connection_string())).await
+    spawn_app_with(azurite.clone(), settings(azurite.connection_string())).await
 }
 
 pub async fn spawn_app_with(azurite: Arc<Azurite>, settings: Settings) -> TestApp {
@@ -95,6 +96,21 @@ impl TestApp {
             .await
             .expect("request reaches the app")
     }
+}
+
+/// The development sign-in passphrase test apps run with.
+pub const DEV_AUTH: &str = "integration-tests-only";
+
+/// A bearer token the test app accepts for `email` (a development token: verified email).
+pub fn token(email: &str) -> String {
+    let request = sixpence::auth::dev::DevTokenRequest {
+        email: email.to_owned(),
+        tenant: None,
+        name: Some(email.split('@').next().unwrap_or(email).to_owned()),
+        lifetime: std::time::Duration::from_secs(3600),
+    };
+    sixpence::auth::dev::mint_dev_token(&secrecy::SecretString::from(DEV_AUTH), &request)
+        .expect("dev token")
 }
 
 /// A fixture from tests/fixtures/host.

@@ -1,0 +1,467 @@
+//! The tenant API (`/api/v1/...`), served by the `api` HTTP function.
+//!
+//! Every route is declared once, in [`routes`], with its method, path, the [`Permission`] it needs,
+//! the audit action it records (state-changing routes) and whether it honours `Idempotency-Key`.
+//! The router, the permission check (the [`context::Scoped`] extractor reads the declaration), the
+//! audit trail, the OpenAPI document and the isolation tests are all driven by that one table, so a
+//! route cannot exist without a declared permission.
+
+pub mod audit_log;
+pub mod context;
+pub mod invitations;
+pub mod limits;
+pub mod members;
+pub mod openapi;
+pub mod views;
+pub mod workspaces;
+
+use axum::Extension;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request};
+use axum::handler::Handler;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::domain::audit::{Actor, AuditRecord, Outcome};
+use crate::domain::idempotency::{Claim, RecordedResponse};
+use crate::domain::tenancy::{Permission, WorkspaceId};
+use crate::error::Error;
+use crate::functions::{FunctionDef, Trigger};
+use context::{AuditSlot, MAX_BODY_BYTES, REQUEST_ID_HEADER, RequestId};
+
+pub const NAME: &str = "api";
+
+pub const FUNCTION: FunctionDef = FunctionDef {
+    name: NAME,
+    trigger: Trigger::Http {
+        route: "v1/{*path}",
+        methods: &["get", "post", "put", "patch", "delete"],
+    },
+    handler: None,
+};
+
+/// A route's declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub permission: Permission,
+    /// The audit action a state-changing route records; `None` for reads.
+    pub action: Option<&'static str>,
+    /// Honours `Idempotency-Key` (creating POSTs).
+    pub idempotent: bool,
+}
+
+impl RouteSpec {
+    pub fn changes_state(&self) -> bool {
+        self.method != "GET"
+    }
+}
+
+/// A declared route and its handler.
+pub struct ApiRoute {
+    pub spec: RouteSpec,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(
+    method: &'static str,
+    path: &'static str,
+    permission: Permission,
+    action: Option<&'static str>,
+    idempotent: bool,
+    handler: H,
+) -> ApiRoute
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = match method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "PATCH" => MethodFilter::PATCH,
+        _ => MethodFilter::DELETE,
+    };
+    let spec = RouteSpec {
+        method,
+        path,
+        permission,
+        action,
+        idempotent,
+    };
+    // The declaration travels with the handler itself: the guard and the `Scoped` extractor read it,
+    // so the permission that is checked is, by construction, the one declared here.
+    let layers = tower::ServiceBuilder::new()
+        .layer(Extension(spec))
+        .layer(middleware::from_fn(guard));
+    let handler = handler.layer(layers);
+    ApiRoute {
+        spec,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route of the tenant API.
+pub fn routes() -> Vec<ApiRoute> {
+    use Permission::{Administer, Invitee, Public, Read, SignedIn};
+    const WS: &str = "/api/v1/workspaces/{id}";
+    let _ = WS;
+    vec![
+        route(
+            "GET",
+            "/api/v1/openapi.json",
+            Public,
+            None,
+            false,
+            openapi::serve,
+        ),
+        route("GET", "/api/v1/me", SignedIn, None, false, workspaces::me),
+        route(
+            "GET",
+            "/api/v1/workspaces",
+            SignedIn,
+            None,
+            false,
+            workspaces::list,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces",
+            SignedIn,
+            Some("workspace.create"),
+            true,
+            workspaces::create,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}",
+            Read,
+            None,
+            false,
+            workspaces::get,
+        ),
+        route(
+            "PATCH",
+            "/api/v1/workspaces/{id}",
+            Administer,
+            Some("workspace.update"),
+            false,
+            workspaces::update,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/members",
+            Read,
+            None,
+            false,
+            members::list,
+        ),
+        route(
+            "PATCH",
+            "/api/v1/workspaces/{id}/members/{userId}",
+            Administer,
+            Some("member.role.change"),
+            false,
+            members::change_role,
+        ),
+        route(
+            "DELETE",
+            "/api/v1/workspaces/{id}/members/{userId}",
+            Administer,
+            Some("member.remove"),
+            false,
+            members::remove,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/leave",
+            Read,
+            Some("member.leave"),
+            false,
+            members::leave,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/invitations",
+            Administer,
+            None,
+            false,
+            invitations::list,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/invitations",
+            Administer,
+            Some("invitation.create"),
+            true,
+            invitations::create,
+        ),
+        route(
+            "DELETE",
+            "/api/v1/workspaces/{id}/invitations/{invitationId}",
+            Administer,
+            Some("invitation.revoke"),
+            false,
+            invitations::revoke,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/invitations/{invitationId}/accept",
+            Invitee,
+            Some("invitation.accept"),
+            false,
+            invitations::accept,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/audit",
+            Administer,
+            None,
+            false,
+            audit_log::list,
+        ),
+    ]
+}
+
+/// The declarations alone (for the OpenAPI document and the tests).
+pub fn specs() -> Vec<RouteSpec> {
+    routes().into_iter().map(|r| r.spec).collect()
+}
+
+/// The tenant API router.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let mut by_path: std::collections::BTreeMap<&'static str, MethodRouter<AppState>> =
+        Default::default();
+    for api_route in routes() {
+        let merged = match by_path.remove(api_route.spec.path) {
+            Some(existing) => existing.merge(api_route.handler),
+            None => api_route.handler,
+        };
+        by_path.insert(api_route.spec.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, methods) in by_path {
+        router = router.route(path, methods);
+    }
+    router
+        .fallback(|| async { Error::NotFound })
+        .method_not_allowed_fallback(|| async {
+            crate::functions::http::problem::Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "This route does not accept that method",
+                None,
+            )
+        })
+        .layer(middleware::from_fn(request_id))
+        .layer(Extension(state.clone()))
+}
+
+/// Gives every request an id (the caller's `X-Request-Id` when it is plain) and echoes it.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = RequestId::from_header(
+        req.headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    req.extensions_mut().insert(id.clone());
+    let mut response = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    response
+}
+
+/// Runs around every declared route: sets up the audit draft, applies `Idempotency-Key`, and
+/// writes exactly one audit record for a state-changing request by a member.
+async fn guard(
+    Extension(state): Extension<AppState>,
+    Extension(spec): Extension<RouteSpec>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(|| RequestId::from_header(None));
+    let slot = spec.action.map(|_| AuditSlot::default());
+    if let Some(slot) = &slot {
+        req.extensions_mut().insert(slot.clone());
+    }
+    let path = req.uri().path().to_owned();
+    let response = if spec.idempotent && req.headers().contains_key(IDEMPOTENCY_KEY) {
+        idempotent(&state, req, next).await
+    } else {
+        next.run(req).await
+    };
+    if let (Some(action), Some(slot)) = (spec.action, slot) {
+        record(&state, action, slot, &request_id, &path, response.status()).await;
+    }
+    response
+}
+
+async fn record(
+    state: &AppState,
+    action: &str,
+    slot: AuditSlot,
+    request_id: &RequestId,
+    path: &str,
+    status: StatusCode,
+) {
+    let draft = slot.take();
+    // Only members' requests are recorded (the extractor or handler set the workspace): an
+    // outsider's request must not be able to write into someone else's audit log.
+    let (Some(workspace), Some(actor)) = (draft.workspace, draft.actor) else {
+        return;
+    };
+    let outcome = match status.as_u16() {
+        200..=399 => Outcome::Succeeded,
+        403 => Outcome::Denied,
+        400..=499 => Outcome::Rejected,
+        _ => Outcome::Failed,
+    };
+    let record = AuditRecord {
+        workspace,
+        at: OffsetDateTime::now_utc(),
+        actor: Actor::User { id: actor },
+        action: action.to_owned(),
+        target: draft.target.unwrap_or_else(|| path.to_owned()),
+        request_id: request_id.0.clone(),
+        outcome,
+        changes: if outcome == Outcome::Succeeded {
+            draft.changes
+        } else {
+            Vec::new()
+        },
+    };
+    if let Err(err) = state.audit().append(&record).await {
+        // The change itself is done and cannot be undone here; an operator must see this.
+        tracing::error!(error = %err, action, workspace = %workspace, request_id = %request_id.0, "audit record could not be written");
+    }
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// Replays the first answer to a creating request retried with the same `Idempotency-Key`.
+async fn idempotent(state: &AppState, req: Request, next: Next) -> Response {
+    let key = req
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if key.is_empty() || key.len() > 255 {
+        return Error::InvalidRequest(
+            "Idempotency-Key must be 1 to 255 visible characters".to_owned(),
+        )
+        .into_response();
+    }
+    let (mut parts, body) = req.into_parts();
+    let Ok(principal) = Principal::from_request_parts(&mut parts, state).await else {
+        // Not signed in: let the route reject it as usual.
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return Error::PayloadTooLarge(MAX_BODY_BYTES).into_response();
+    };
+    let user = context::user_id(&principal);
+    let path = parts.uri.path().to_owned();
+    let scope = workspace_in_path(&path).map_or_else(|| format!("user:{user}"), |w| w.to_string());
+    let fingerprint = {
+        let mut hash = Sha256::new();
+        hash.update(parts.method.as_str());
+        hash.update(b" ");
+        hash.update(path.as_bytes());
+        hash.update(b"\n");
+        hash.update(&bytes);
+        hash.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    // Keys are the client's; two users of one workspace may pick the same one.
+    let key = format!("{user}:{key}");
+    match state.idempotency().claim(&scope, &key, &fingerprint).await {
+        Ok(Claim::New) => {}
+        Ok(Claim::Replay(recorded)) => return replay(recorded),
+        Ok(Claim::Mismatch) => return Error::IdempotencyKeyReused.into_response(),
+        Ok(Claim::InProgress) => {
+            return Error::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry shortly"
+                    .to_owned(),
+            )
+            .into_response();
+        }
+        Err(err) => return Error::from(err).into_response(),
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if response.status().is_server_error() {
+        // Nothing was created (or we cannot tell): free the key so the client's retry runs again.
+        if let Err(err) = state.idempotency().release(&scope, &key).await {
+            tracing::warn!(error = %err, "could not release an idempotency key");
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
+        return Error::Internal(anyhow::anyhow!("response too large to record")).into_response();
+    };
+    let headers = ["content-type", "etag", "location"]
+        .iter()
+        .filter_map(|name| {
+            Some((
+                (*name).to_owned(),
+                parts.headers.get(*name)?.to_str().ok()?.to_owned(),
+            ))
+        })
+        .collect();
+    let recorded = RecordedResponse {
+        status: parts.status.as_u16(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        headers,
+    };
+    if let Err(err) = state.idempotency().complete(&scope, &key, &recorded).await {
+        tracing::warn!(error = %err, "could not record an idempotent response");
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn replay(recorded: RecordedResponse) -> Response {
+    let mut response = Response::new(Body::from(recorded.body));
+    *response.status_mut() = StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::OK);
+    for (name, value) in recorded.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(&value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response.headers_mut().insert(
+        HeaderName::from_static(REPLAYED_HEADER),
+        HeaderValue::from_static("true"),
+    );
+    response
+}
+
+/// The workspace id in `/api/v1/workspaces/{id}/...`, if the path has one.
+fn workspace_in_path(path: &str) -> Option<WorkspaceId> {
+    let rest = path.strip_prefix("/api/v1/workspaces/")?;
+    WorkspaceId::parse(rest.split('/').next()?)
+}
+
+/// Methods an API route may declare, for the OpenAPI document.
+pub fn method_of(spec: &RouteSpec) -> Method {
+    Method::from_bytes(spec.method.as_bytes()).unwrap_or(Method::GET)
+}
