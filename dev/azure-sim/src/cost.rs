@@ -369,18 +369,17 @@ type BucketRows = Vec<(Vec<String>, i64)>;
 pub fn bucket_rows(sub: &SubModel, spec: &QuerySpec, bucket: (Date, Date)) -> BucketRows {
     let mut groups: BTreeMap<Vec<String>, i64> = BTreeMap::new();
     let mut add = |cell: &CostCell<'_>, status: Option<&str>| {
-        if let Some(rg) = &spec.resource_group {
-            if !cell
+        if let Some(rg) = &spec.resource_group
+            && !cell
                 .resource
                 .is_some_and(|r| r.resource_group.eq_ignore_ascii_case(rg))
-            {
-                return;
-            }
+        {
+            return;
         }
-        if let Some(f) = &spec.filter {
-            if !matches(f, cell) {
-                return;
-            }
+        if let Some(f) = &spec.filter
+            && !matches(f, cell)
+        {
+            return;
         }
         let mut key = Vec::with_capacity(spec.groupings.len() * 2 + 1);
         for g in &spec.groupings {

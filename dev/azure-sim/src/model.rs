@@ -1061,16 +1061,17 @@ impl<'a> Iterator for CellIter<'a> {
             }
             if !self.purchase_done {
                 self.purchase_done = true;
-                if self.metric == Metric::ActualCost && self.date.day() == 1 {
-                    if let Some(res) = &self.sub.reservation {
-                        return Some(CostCell {
-                            date: self.date,
-                            resource: None,
-                            meter: 0,
-                            charge_type: ChargeType::Purchase,
-                            amount: res.monthly_units,
-                        });
-                    }
+                if self.metric == Metric::ActualCost
+                    && self.date.day() == 1
+                    && let Some(res) = &self.sub.reservation
+                {
+                    return Some(CostCell {
+                        date: self.date,
+                        resource: None,
+                        meter: 0,
+                        charge_type: ChargeType::Purchase,
+                        amount: res.monthly_units,
+                    });
                 }
             }
             let Some(r) = self.sub.resources.get(self.resource) else {

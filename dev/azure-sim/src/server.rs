@@ -78,10 +78,8 @@ impl Window {
                 .iter()
                 .any(|e| e.eq_ignore_ascii_case(endpoint))
         };
-        if applies {
-            if let Some(r) = &mut self.remaining {
-                *r -= 1;
-            }
+        if applies && let Some(r) = &mut self.remaining {
+            *r -= 1;
         }
         applies
     }
@@ -146,10 +144,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 pub(crate) fn find_tenant(model: &Model, tenant: &str) -> Option<usize> {
-    if let Ok(i) = tenant.parse::<usize>() {
-        if i < model.tenants.len() {
-            return Some(i);
-        }
+    if let Ok(i) = tenant.parse::<usize>()
+        && i < model.tenants.len()
+    {
+        return Some(i);
     }
     model.tenants.iter().position(|t| {
         t.tenant_id.eq_ignore_ascii_case(tenant) || t.domain.eq_ignore_ascii_case(tenant)
@@ -596,7 +594,7 @@ async fn dispatch(
     }
     let tenant = match authenticate(&shared, &headers) {
         Ok(t) => t,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let sub_id = match &route {
         Route::Subscription(s)
@@ -611,7 +609,7 @@ async fn dispatch(
     let sub = match &sub_id {
         Some(id) => match subscription_for(&shared, tenant, id) {
             Ok(s) => Some(s),
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         },
         None => None,
     };
@@ -634,7 +632,7 @@ async fn dispatch(
     }
 }
 
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<usize, Response> {
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<usize, Box<Response>> {
     let www = |error: &str| {
         format!(
             "Bearer authorization_uri=\"{}/common\", error=\"invalid_token\", error_description=\"{error}\"",
@@ -645,7 +643,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<usize, Response>
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return Err(respond(
+        return Err(Box::new(respond(
             StatusCode::UNAUTHORIZED,
             &json!({"error": {"code": "AuthenticationFailed",
                 "message": "Authentication failed. The 'Authorization' header is missing."}}),
@@ -653,7 +651,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<usize, Response>
                 "www-authenticate",
                 www("The authentication failed because of missing 'Authorization' header."),
             )],
-        ));
+        )));
     };
     let token = value
         .strip_prefix("Bearer ")
@@ -663,18 +661,18 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<usize, Response>
     let st = shared.lock();
     match st.tokens.get(token) {
         Some(info) if Instant::now() < info.expires_at => Ok(info.tenant),
-        Some(_) => Err(respond(
+        Some(_) => Err(Box::new(respond(
             StatusCode::UNAUTHORIZED,
             &json!({"error": {"code": "ExpiredAuthenticationToken",
                 "message": "The access token expiry UTC time is earlier than current UTC time."}}),
             &[("www-authenticate", www("The access token has expired."))],
-        )),
-        None => Err(respond(
+        ))),
+        None => Err(Box::new(respond(
             StatusCode::UNAUTHORIZED,
             &json!({"error": {"code": "InvalidAuthenticationToken",
                 "message": "The access token is invalid."}}),
             &[("www-authenticate", www("The access token is invalid."))],
-        )),
+        ))),
     }
 }
 
@@ -682,17 +680,17 @@ fn subscription_for<'a>(
     shared: &'a Shared,
     tenant: usize,
     id: &str,
-) -> Result<&'a SubModel, Response> {
+) -> Result<&'a SubModel, Box<Response>> {
     let Some(sub) = shared.model.find_subscription(id) else {
-        return Err(arm_error(
+        return Err(Box::new(arm_error(
             StatusCode::NOT_FOUND,
             "SubscriptionNotFound",
             &format!("The subscription '{id}' could not be found."),
-        ));
+        )));
     };
     if sub.tenant_index != tenant {
         let t = &shared.model.tenants[sub.tenant_index];
-        return Err(arm_error(
+        return Err(Box::new(arm_error(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationTokenTenant",
             &format!(
@@ -704,7 +702,7 @@ fn subscription_for<'a>(
                 shared.base_url,
                 t.tenant_id
             ),
-        ));
+        )));
     }
     Ok(sub)
 }
@@ -1283,12 +1281,12 @@ fn kql_filter(query: &str, keyword: &str) -> Option<Vec<String>> {
                 let mut lits = Vec::new();
                 let mut chars = part.char_indices().peekable();
                 while let Some((i, c)) = chars.next() {
-                    if c == '\'' || c == '"' {
-                        if let Some(j) = part[i + 1..].find(c) {
-                            lits.push(part[i + 1..i + 1 + j].to_string());
-                            while chars.peek().is_some_and(|(k, _)| *k <= i + 1 + j) {
-                                chars.next();
-                            }
+                    if (c == '\'' || c == '"')
+                        && let Some(j) = part[i + 1..].find(c)
+                    {
+                        lits.push(part[i + 1..i + 1 + j].to_string());
+                        while chars.peek().is_some_and(|(k, _)| *k <= i + 1 + j) {
+                            chars.next();
                         }
                     }
                 }
