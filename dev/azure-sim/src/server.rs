@@ -812,12 +812,19 @@ async fn fault_gate(
                 ("x-ms-user-quota-resets-after", hms(secs)),
             ],
         ),
-        "token" => aad_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "temporarily_unavailable",
-            90055,
-            "Too many requests: the request was throttled. Retry after the time in Retry-After.",
-        ),
+        "token" => {
+            let mut resp = aad_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                90055,
+                "Too many requests: the request was throttled. Retry after the time in Retry-After.",
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs_s) {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+            resp
+        }
         _ => respond(
             StatusCode::TOO_MANY_REQUESTS,
             &json!({"error": {"code": "SubscriptionRequestsThrottled",
