@@ -174,7 +174,7 @@ impl AzureClient {
         let url = self.url(
             &[
                 "subscriptions",
-                subscription_id,
+                self.id(subscription_id, "subscription id")?,
                 "providers",
                 "Microsoft.Advisor",
                 "recommendations",

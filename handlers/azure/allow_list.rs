@@ -1,6 +1,6 @@
 //! The read-only allow-list: the only (method, path) pairs the client will ever send to ARM.
 //!
-//! Every request, including every `nextLink` the service hands back, passes [`check`] before it is
+//! Every request, including every `nextLink` the service hands back, passes `check` before it is
 //! sent. It must go to the configured ARM origin, use GET or POST, and match one of the patterns below
 //! (case-insensitively, as ARM paths are). Anything else is [`AzureError::WriteRefused`] and never
 //! leaves the process. The POSTs are the ones Azure authorises as reads (Cost Management query,

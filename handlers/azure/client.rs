@@ -1,7 +1,7 @@
 //! [`AzureClient`]: one per connection (service principal), and the single funnel every request to
 //! ARM goes through.
 //!
-//! The funnel, in order: allow-list ([`allow_list::check`]) → revoked? → for each attempt: pace (Cost
+//! The funnel, in order: allow-list (`allow_list::check`) → revoked? → for each attempt: pace (Cost
 //! Management only) → token → send → read the body (bounded) → decide: done, retry after a wait, or
 //! give up with a typed error. 401/403 mark the client revoked.
 
@@ -102,7 +102,7 @@ impl fmt::Debug for AzureClient {
 
 /// A successful (2xx) response, read whole.
 #[derive(Debug)]
-pub(crate) struct Reply {
+pub(super) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -205,7 +205,7 @@ impl AzureClient {
 
     /// A URL under the ARM endpoint from path segments (each percent-encoded as needed) and query
     /// pairs.
-    pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, AzureError> {
+    pub(super) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, AzureError> {
         let mut url = self.inner.arm.clone();
         url.path_segments_mut()
             .map_err(|()| AzureError::Config("the ARM endpoint cannot be a base".into()))?
@@ -217,9 +217,20 @@ impl AzureClient {
         Ok(url)
     }
 
+    /// Checks an id the caller gave us before it becomes a path segment.
+    pub(super) fn id<'a>(&self, value: &'a str, what: &str) -> Result<&'a str, AzureError> {
+        if allow_list::valid_segment(value) {
+            Ok(value)
+        } else {
+            Err(AzureError::InvalidRequest(format!(
+                "`{value}` is not a valid {what}"
+            )))
+        }
+    }
+
     /// Resolves a `nextLink`: it must be an absolute URL on the ARM endpoint's origin, or we would
     /// send the bearer token wherever the response pointed.
-    pub(crate) fn next_link(&self, link: &str) -> Result<Url, AzureError> {
+    pub(super) fn next_link(&self, link: &str) -> Result<Url, AzureError> {
         let url = Url::parse(link)
             .map_err(|_| AzureError::invalid_response("nextLink is not an absolute URL"))?;
         let arm = &self.inner.arm;
@@ -238,7 +249,7 @@ impl AzureClient {
     /// The single funnel: every request to ARM goes through here.
     ///
     /// `qpu` is the estimated Query Processing Units of a Cost Management call (ignored for others).
-    pub(crate) async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: Url,
@@ -490,7 +501,7 @@ impl<T> fmt::Debug for ListPages<T> {
 }
 
 impl<T: DeserializeOwned> ListPages<T> {
-    pub(crate) fn new(client: AzureClient, first: Url, what: &'static str) -> Self {
+    pub(super) fn new(client: AzureClient, first: Url, what: &'static str) -> Self {
         Self {
             client,
             next: Some(first),
@@ -543,7 +554,7 @@ impl<T: DeserializeOwned> ListPages<T> {
 
 /// Parses a list page body (fixtures and tests).
 #[cfg(test)]
-pub(crate) fn parse_list<T: DeserializeOwned>(
+pub(super) fn parse_list<T: DeserializeOwned>(
     body: &[u8],
 ) -> Result<(Vec<T>, Option<String>), serde_json::Error> {
     let wire: ListWire<T> = serde_json::from_slice(body)?;

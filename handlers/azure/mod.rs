@@ -2,26 +2,26 @@
 //!
 //! # Promises
 //!
-//! - **Read-only.** [`AzureClient`] exposes typed read operations only, and its single request funnel
+//! - **Read-only.** [`AzureClient`](crate::azure::AzureClient) exposes typed read operations only, and its single request funnel
 //!   checks every request — including every `nextLink` the service returns — against the allow-list in
-//!   [`allow_list`] before anything is sent. Anything else is [`AzureError::WriteRefused`], with no
+//!   [`allow_list`](crate::azure::allow_list) before anything is sent. Anything else is [`AzureError::WriteRefused`](crate::azure::AzureError::WriteRefused), with no
 //!   network I/O.
 //! - **Revocation is noticed at once.** A 401 or 403 from a data call marks the client revoked: that
-//!   call and every later one fail with [`AzureError::AccessRevoked`] without touching the network. A
+//!   call and every later one fail with [`AzureError::AccessRevoked`](crate::azure::AzureError::AccessRevoked) without touching the network. A
 //!   credential refusal from Entra ID (wrong tenant, wrong or expired secret, unknown app) is sticky the
-//!   same way, as [`AzureError::Credentials`].
+//!   same way, as [`AzureError::Credentials`](crate::azure::AzureError::Credentials).
 //! - **Throttling is obeyed.** 429 and 503 wait for the largest retry header plus jitter; other 5xx and
-//!   connection errors back off exponentially; both within [`RetryOptions`]. Cost Management calls are
-//!   paced per customer tenant ([`Pacers`]) from the QPU headers and the documented quota.
+//!   connection errors back off exponentially; both within [`RetryOptions`](crate::azure::RetryOptions). Cost Management calls are
+//!   paced per customer tenant ([`Pacers`](crate::azure::Pacers)) from the QPU headers and the documented quota.
 //! - **No secret leaks.** Client secrets and tokens are [`secrecy::SecretString`]; no error, `Debug`
 //!   output or log line contains them.
 //!
 //! # Layout
 //!
-//! - [`client`]: [`AzureClient`], its options and the request funnel; generic `nextLink` paging.
-//! - [`token`]: client-credentials tokens with caching and single-flight refresh.
-//! - [`allow_list`], [`throttle`], [`pacer`], [`clock`]: the rules every request goes through.
-//! - [`cost`], [`resource_graph`], [`advisor`], [`subscriptions`], [`permissions`]: typed operations
+//! - [`client`](crate::azure::client): [`AzureClient`](crate::azure::AzureClient), its options and the request funnel; generic `nextLink` paging.
+//! - [`token`](crate::azure::token): client-credentials tokens with caching and single-flight refresh.
+//! - [`allow_list`](crate::azure::allow_list), [`throttle`](crate::azure::throttle), [`pacer`](crate::azure::pacer), [`clock`](crate::azure::clock): the rules every request goes through.
+//! - [`cost`](crate::azure::cost), [`resource_graph`](crate::azure::resource_graph), [`advisor`](crate::azure::advisor), [`subscriptions`](crate::azure::subscriptions), [`permissions`](crate::azure::permissions): typed operations
 //!   and their DTOs (domain-free; the domain maps them into its own types).
 
 pub mod advisor;

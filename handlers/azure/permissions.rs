@@ -166,7 +166,7 @@ impl AzureClient {
         let url = self.url(
             &[
                 "subscriptions",
-                subscription_id,
+                self.id(subscription_id, "subscription id")?,
                 "providers",
                 "Microsoft.Authorization",
                 "permissions",

@@ -239,6 +239,9 @@ impl AzureClient {
         &self,
         query: ResourceGraphQuery,
     ) -> Result<ResourceGraphPages, AzureError> {
+        for subscription in &query.subscriptions {
+            self.id(subscription, "subscription id")?;
+        }
         if query.subscriptions.is_empty() {
             return Err(AzureError::InvalidRequest(
                 "a Resource Graph query needs at least one subscription".into(),

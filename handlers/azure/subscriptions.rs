@@ -117,6 +117,26 @@ impl AzureClient {
         self.subscription_pages()?.collect_all().await
     }
 
+    /// One subscription; `None` if it does not exist or the principal cannot see it (404).
+    #[tracing::instrument(skip_all, fields(tenant.id = %self.tenant_id(), subscription.id = %subscription_id))]
+    pub async fn get_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Option<Subscription>, AzureError> {
+        let url = self.url(
+            &[
+                "subscriptions",
+                self.id(subscription_id, "subscription id")?,
+            ],
+            &[("api-version", api_version::SUBSCRIPTIONS)],
+        )?;
+        match self.send(reqwest::Method::GET, url, None, 1.0).await {
+            Ok(reply) => reply.json("subscription"),
+            Err(AzureError::Service { status: 404, .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Subscriptions page by page.
     pub fn subscription_pages(&self) -> Result<ListPages<Subscription>, AzureError> {
         let url = self.url(

@@ -212,6 +212,17 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_may_be_an_http_date() {
+        let past = headers(&[("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")]);
+        assert_eq!(largest_retry_after(&past), Some(Duration::ZERO));
+        let future = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        let wait = largest_retry_after(&headers(&[("Retry-After", &future)])).unwrap();
+        assert!(wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600));
+    }
+
+    #[test]
     fn qpu_remaining_is_read_as_a_list_of_quotas() {
         let quotas = parse_qpu_remaining("QueriesPerHour:577,QueriesPerMin:59");
         assert_eq!(

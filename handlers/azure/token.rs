@@ -101,6 +101,9 @@ pub struct ClientSecretCredential {
     http: reqwest::Client,
     options: CredentialOptions,
     cache: RwLock<Option<AccessToken>>,
+    /// A refusal no retry can fix (wrong secret, unknown tenant...): returned from then on without
+    /// asking Entra again, so callers queued behind a failed refresh do not each repeat it.
+    refused: std::sync::Mutex<Option<CredentialProblem>>,
     /// Held while fetching, so concurrent callers wait for one refresh instead of each starting one.
     refresh: tokio::sync::Mutex<()>,
 }
@@ -157,6 +160,7 @@ impl ClientSecretCredential {
             http,
             options,
             cache: RwLock::new(None),
+            refused: std::sync::Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
         }))
     }
@@ -168,6 +172,13 @@ impl ClientSecretCredential {
             .as_ref()
             .filter(|t| t.expires_at > now + REFRESH_MARGIN)
             .cloned()
+    }
+
+    fn check_refused(&self) -> Result<(), AzureError> {
+        match &*self.refused.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(problem) => Err(AzureError::Credentials(problem.clone())),
+            None => Ok(()),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(tenant.id = %self.credentials.tenant_id))]
@@ -244,14 +255,24 @@ impl TokenCredential for ClientSecretCredential {
         if let Some(token) = self.cached() {
             return Ok(token);
         }
+        self.check_refused()?;
         let _refreshing = self.refresh.lock().await;
-        // Someone else may have refreshed while we queued for the lock.
+        // Someone else may have refreshed (or been refused) while we queued for the lock.
         if let Some(token) = self.cached() {
             return Ok(token);
         }
-        let token = self.fetch().await?;
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
-        Ok(token)
+        self.check_refused()?;
+        match self.fetch().await {
+            Ok(token) => {
+                *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+                Ok(token)
+            }
+            Err(AzureError::Credentials(problem)) if problem != CredentialProblem::Unavailable => {
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(problem.clone());
+                Err(AzureError::Credentials(problem))
+            }
+            Err(err) => Err(err),
+        }
     }
 
     fn invalidate(&self) {

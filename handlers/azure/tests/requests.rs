@@ -282,6 +282,52 @@ async fn aadsts_refusals_become_customer_actionable_and_sticky() {
 }
 
 #[tokio::test]
+async fn callers_queued_behind_a_refused_token_do_not_ask_again() {
+    let server = FakeAzure::start().await;
+    server.token_reply([Reply::json(
+        401,
+        json!({"error": "invalid_client", "error_description": "AADSTS7000222: expired", "error_codes": [7000222]}),
+    )]);
+    let (client, _clock) = client(&server);
+
+    let calls = (0..10).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.list_subscriptions().await })
+    });
+    for call in futures::future::join_all(calls).await {
+        assert!(matches!(
+            call.unwrap(),
+            Err(AzureError::Credentials(CredentialProblem::SecretExpired))
+        ));
+    }
+    assert_eq!(server.token_hits(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_subscription_is_none_and_bad_ids_are_refused_up_front() {
+    let server = FakeAzure::start().await;
+    server.reply([Reply::json(
+        404,
+        json!({"error":{"code":"SubscriptionNotFound","message":"not found"}}),
+    )]);
+    let (client, _clock) = client(&server);
+
+    assert_eq!(client.get_subscription(SUB).await.unwrap(), None);
+    assert!(!client.is_revoked());
+    for bad in ["", "..", "a/b", "a?b", "x%2F..%2Fy"] {
+        assert!(
+            matches!(
+                client.get_subscription(bad).await,
+                Err(AzureError::InvalidRequest(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(client.advisor_recommendations(bad, None).is_err());
+    }
+    assert_eq!(server.data_hits(), 1);
+}
+
+#[tokio::test]
 async fn an_unreachable_token_endpoint_is_transient_not_sticky() {
     let server = FakeAzure::start().await;
     server.token_reply((0..5).map(|_| Reply::raw(503, "busy").header("Retry-After", "1")));
