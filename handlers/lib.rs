@@ -15,6 +15,8 @@
 pub mod app;
 /// Tenant API authentication: Entra ID bearer tokens, development tokens, the `Principal` extractor.
 pub mod auth;
+/// The read-only client for every call into a customer's Azure tenant (ARM, Entra ID tokens).
+pub mod azure;
 /// App settings, typed and validated once.
 pub mod config;
 /// Business rules and their ports.
