@@ -95,18 +95,29 @@ fn detect(args: &[String]) -> ExitCode {
 fn dev_token(args: DevTokenArgs) -> ExitCode {
     let passphrase = match args.dev_auth {
         Some(value) => Some(SecretString::from(value)),
-        None => match dev::passphrase_from_local_settings(Path::new("local.settings.json")) {
-            Ok(value) => value,
-            Err(err) => {
-                eprintln!("sixpence: {err:#}");
-                return ExitCode::FAILURE;
+        // The same files, in the same order, as the local host reads its settings from.
+        None => {
+            let mut found = None;
+            for file in ["local.settings.json", "local.settings.example.json"] {
+                match dev::passphrase_from_local_settings(Path::new(file)) {
+                    Ok(Some(value)) => {
+                        found = Some(value);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        eprintln!("sixpence: {err:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             }
-        },
+            found
+        }
     };
     let Some(passphrase) = passphrase else {
         eprintln!(
-            "sixpence: SIXPENCE_DEV_AUTH is not set (neither in the environment nor in \
-             ./local.settings.json); use the same value the running app has"
+            "sixpence: SIXPENCE_DEV_AUTH is not set (not in the environment, ./local.settings.json \
+             or ./local.settings.example.json); use the same value the running app has"
         );
         return ExitCode::from(2);
     };
