@@ -102,6 +102,18 @@ pub fn user_id(principal: &Principal) -> UserId {
     }
 }
 
+/// Verifies the bearer token and names the caller; the first step of every non-public route.
+async fn authenticate(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<(Principal, Caller), Response> {
+    let principal = Principal::from_request_parts(parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let caller = caller(&principal);
+    Ok((principal, caller))
+}
+
 /// A signed-in caller on a route outside any workspace; also takes the caller's quota.
 pub struct SignedIn {
     pub principal: Principal,
@@ -116,10 +128,7 @@ impl FromRequestParts<AppState> for SignedIn {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = Principal::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let caller = caller(&principal);
+        let (principal, caller) = authenticate(parts, state).await?;
         state
             .limits()
             .check(&format!("user:{}", caller.user))
@@ -154,10 +163,7 @@ impl FromRequestParts<AppState> for Scoped {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = Principal::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let caller = caller(&principal);
+        let (_, caller) = authenticate(parts, state).await?;
         let needed = parts
             .extensions
             .get::<RouteSpec>()

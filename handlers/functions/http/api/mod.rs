@@ -290,6 +290,11 @@ async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
+    // Tables and queues are created in the background at start-up; a request that arrives first
+    // waits for that (a no-op afterwards) instead of failing against a missing table.
+    if let Err(err) = state.ready().await {
+        return err.into_response();
+    }
     let request_id = req
         .extensions()
         .get::<RequestId>()
