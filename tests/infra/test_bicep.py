@@ -4,7 +4,7 @@ silently left out of the checkov scan) and tree-sitter-bicep; main.bicepparam on
 exist and sets every required one; UK South is enforced (the `location` parameter allows only uksouth,
 every resource and module takes it, and the optional "Allowed locations" policy pins the resource
 group); no parameter holding a secret has a default; the app settings equal local.settings.example.json
-(host-only and local-only settings mapped as in infra/OPERATOR.md) and secrets are Key Vault references;
+(host-only and local-only settings mapped as in the README's operator section) and secrets are Key Vault references;
 the Flex Consumption site is configured as required; and every queue, table and container the code
 uses (function-specs/*/function.json, handlers/storage/names.rs) exists in the storage module."""
 
@@ -331,4 +331,13 @@ def test_roles_for_the_app_identity():
         "3913510d-42f4-4e42-8a64-420c390055eb",  # Monitoring Metrics Publisher
     ):
         assert role_id in rbac, f"rbac.bicep lacks role {role_id}"
-    assert ROOT.joinpath("infra", "OPERATOR.md").exists(), "infra/OPERATOR.md (the operator's guide) is missing"
+    readme = ROOT.joinpath("README.md").read_text()
+    assert "## Deploying to Azure (operators)" in readme, "README.md lacks the operator's section"
+    for step in (
+        "az deployment group what-if",
+        "az deployment group create",
+        "az keyvault secret set",
+        "az functionapp deployment source config-zip",
+        "/api/health",
+    ):
+        assert step in readme, f"the operator's section of README.md does not show `{step}`"
