@@ -42,6 +42,8 @@
 mod error;
 mod keyring;
 mod sealed;
+#[cfg(test)]
+mod tests;
 
 pub use error::SecretError;
 pub use keyring::Keyring;
