@@ -8,7 +8,8 @@ pub enum SecretError {
     /// `SIXPENCE_DATA_KEYS` does not parse; the reason names the entry or key id, never a key.
     #[error("the data-encryption keyring is invalid: {reason}")]
     KeyringInvalid { reason: String },
-    /// A stored sealed value is not in the `v1.<kid>.<nonce>.<ciphertext>` form.
+    /// A stored sealed value is not in the `v1.<kid>.<nonce>.<ciphertext>` form (or, after
+    /// authenticating, its plaintext is not UTF-8, which this module never seals).
     #[error("sealed secret is malformed: {reason}")]
     Malformed { reason: &'static str },
     /// The value was sealed under a key id the keyring does not hold (retired too early, or the

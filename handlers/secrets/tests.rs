@@ -501,3 +501,26 @@ proptest! {
         }
     }
 }
+
+/// Sealed once by this version; if this stops opening, every stored secret would too (the format,
+/// the associated-data layout or the key parsing changed). Never regenerate it: add a new format.
+const SEALED_BY_V1: &str = "v1.k1.mcwLPP2tf9HHUAzb.EkkyFOC3eWMHW4apSVAnOje1pOQ63PcS-by-apmDhKNd4XwBwDkkt-h6qth0MMzCyZC603d_ySNTaUMEPJta2CU";
+
+#[test]
+fn a_value_sealed_by_format_v1_still_opens() {
+    let keys = keyring(&[("k2", 2), ("k1", 1)]);
+    let sealed: Sealed = SEALED_BY_V1.parse().unwrap();
+    assert_eq!(
+        keys.open(&sealed, &context()).unwrap().expose_secret(),
+        PLAINTEXT
+    );
+    assert!(keys.needs_rotation(&sealed));
+}
+
+#[test]
+fn a_keyring_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Keyring>();
+    shareable::<Sealed>();
+    shareable::<SecretError>();
+}
