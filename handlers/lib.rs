@@ -27,6 +27,8 @@ pub mod error;
 pub mod functions;
 /// The Functions custom-handler protocol.
 pub mod host;
+/// Service-principal secrets at rest: the data-key keyring, AES-256-GCM sealing bound to its place.
+pub mod secrets;
 /// Azure Storage adapters.
 pub mod storage;
 /// JSON-lines logging.
