@@ -5,7 +5,6 @@
 //! the README's table and `infra/bicep` are all held equal to it by tests, so an operator can trust
 //! that the documented settings are exactly the ones that matter.
 
-use std::collections::BTreeSet;
 
 use secrecy::SecretString;
 
@@ -473,30 +472,12 @@ pub(crate) fn validate_authority(raw: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Checks `kid:base64(32 bytes)[,kid:...]` without revealing any key material in the reason.
+/// Checks the keyring with the same parser the secrets module uses, so there is one rule set; the
+/// reason never contains key material.
 fn validate_keyring(raw: &str) -> Result<(), String> {
-    use base64::Engine as _;
-    let mut seen = BTreeSet::new();
-    for (index, entry) in raw.split(',').enumerate() {
-        let Some((kid, key)) = entry.trim().split_once(':') else {
-            return Err(format!("entry {} is not `kid:key`", index + 1));
-        };
-        if kid.is_empty()
-            || !kid
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!("entry {} has an invalid key id", index + 1));
-        }
-        if !seen.insert(kid) {
-            return Err(format!("key id `{kid}` appears twice"));
-        }
-        match base64::engine::general_purpose::STANDARD.decode(key) {
-            Ok(bytes) if bytes.len() == 32 => {}
-            _ => return Err(format!("key `{kid}` is not 32 bytes of base64")),
-        }
-    }
-    Ok(())
+    crate::secrets::Keyring::parse(&SecretString::from(raw.to_owned()))
+        .map(|_| ())
+        .map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
