@@ -294,10 +294,10 @@ async fn guard(
     // first waits for that work, as invocations do, instead of reading a table that does not exist
     // yet (which the store reports as "not found": a 404 for a create, a missing workspace for a
     // read). Once ready, this is a check of a set cell.
-    if spec.permission != Permission::Public {
-        if let Err(err) = state.ready().await {
-            return err.into_response();
-        }
+    if spec.permission != Permission::Public
+        && let Err(err) = state.ready().await
+    {
+        return err.into_response();
     }
     let request_id = req
         .extensions()
