@@ -169,6 +169,9 @@ fn expected(spec: &RouteSpec, who: Who, success: u16) -> (u16, Option<&'static s
     }
 }
 
+/// A call of the matrix: the route, the caller, the answer, and the status and problem type wanted.
+type Outcome = (RouteSpec, Who, Answer, (u16, Option<&'static str>));
+
 fn path_for(spec: &RouteSpec, cast: &Cast) -> String {
     let path = spec
         .path
@@ -253,22 +256,21 @@ async fn every_route_enforces_its_declared_permission_for_every_kind_of_caller()
     }
     let app_ref = &app;
     let shared_ref = &shared;
-    let results: Vec<(RouteSpec, Who, Answer, (u16, Option<&'static str>))> =
-        futures::stream::iter(cases)
-            .map(|(spec, who, fresh)| async move {
-                let (_, success, body) = classify(&spec);
-                let want = expected(&spec, who, success);
-                let answer = if fresh {
-                    let cast = Cast::build(app_ref).await;
-                    call(app_ref, &spec, who, &cast, body.as_ref()).await
-                } else {
-                    call(app_ref, &spec, who, shared_ref, body.as_ref()).await
-                };
-                (spec, who, answer, want)
-            })
-            .buffer_unordered(6)
-            .collect()
-            .await;
+    let results: Vec<Outcome> = futures::stream::iter(cases)
+        .map(|(spec, who, fresh)| async move {
+            let (_, success, body) = classify(&spec);
+            let want = expected(&spec, who, success);
+            let answer = if fresh {
+                let cast = Cast::build(app_ref).await;
+                call(app_ref, &spec, who, &cast, body.as_ref()).await
+            } else {
+                call(app_ref, &spec, who, shared_ref, body.as_ref()).await
+            };
+            (spec, who, answer, want)
+        })
+        .buffer_unordered(6)
+        .collect()
+        .await;
 
     let mut failures = Vec::new();
     for (spec, who, answer, (status, slug)) in &results {

@@ -15,10 +15,10 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 fn refs(value: &Value, found: &mut BTreeSet<String>) {
     match value {
         Value::Object(map) => {
-            if let Some(Value::String(r)) = map.get("$ref") {
-                if let Some(name) = r.strip_prefix("#/components/schemas/") {
-                    found.insert(name.to_owned());
-                }
+            if let Some(Value::String(r)) = map.get("$ref")
+                && let Some(name) = r.strip_prefix("#/components/schemas/")
+            {
+                found.insert(name.to_owned());
             }
             map.values().for_each(|v| refs(v, found));
         }
@@ -34,13 +34,11 @@ fn has_example(schema: &Value, components: &Value, seen: &mut BTreeSet<String>) 
             if map.contains_key("example") || map.contains_key("examples") {
                 return true;
             }
-            if let Some(Value::String(r)) = map.get("$ref") {
-                if let Some(name) = r.strip_prefix("#/components/schemas/") {
-                    if seen.insert(name.to_owned()) {
-                        return has_example(&components[name], components, seen);
-                    }
-                    return false;
-                }
+            if let Some(Value::String(r)) = map.get("$ref")
+                && let Some(name) = r.strip_prefix("#/components/schemas/")
+            {
+                return seen.insert(name.to_owned())
+                    && has_example(&components[name], components, seen);
             }
             map.values().any(|v| has_example(v, components, seen))
         }
