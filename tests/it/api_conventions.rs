@@ -2,6 +2,8 @@
 //! rules, `X-Request-Id`, quotas, unknown routes and methods, and the tenancy rules with their stable
 //! problem types.
 
+use std::time::{Duration, Instant};
+
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -305,10 +307,15 @@ async fn a_burst_on_one_workspace_is_limited_without_touching_another() {
     let quiet = app.create_workspace(&owner, "Quiet").await;
     let path = format!("/api/v1/workspaces/{busy}");
 
-    // Bursts of 50 concurrent reads until the quota answers 429 (at 20/s refill, a loaded machine
-    // still gets there within a few bursts); 600 requests without one is a failure.
+    // Bursts of 50 concurrent reads until the quota answers 429. The quota is a burst of 60 and
+    // 20/s after that, so how soon a refusal comes depends on how fast this machine serves; what
+    // must hold however slow it is: never more successes than the burst plus the refill since.
+    let started = Instant::now();
     let mut answers: Vec<Answer> = Vec::new();
-    while answers.len() < 600 && !answers.iter().any(|a| a.status == 429) {
+    while answers.len() < 1500
+        && started.elapsed() < Duration::from_secs(45)
+        && !answers.iter().any(|a| a.status == 429)
+    {
         let burst: Vec<Answer> = futures::stream::iter(0..50)
             .map(|_| app.get_as(&owner, &path))
             .buffer_unordered(50)
@@ -316,15 +323,24 @@ async fn a_burst_on_one_workspace_is_limited_without_touching_another() {
             .await;
         answers.extend(burst);
     }
+    let elapsed = started.elapsed().as_secs_f64();
     let ok = answers.iter().filter(|a| a.status == 200).count();
     let limited: Vec<&Answer> = answers.iter().filter(|a| a.status == 429).collect();
     assert_eq!(ok + limited.len(), answers.len(), "only 200 or 429");
     assert!(ok >= 60, "the burst of 60 is honoured: {ok}");
+    let allowed = 60.0 + 20.0 * elapsed + 1.0;
     assert!(
-        !limited.is_empty(),
-        "{} requests never exceeded the quota",
-        answers.len()
+        ok as f64 <= allowed,
+        "{ok} successes in {elapsed:.1} s: more than the quota allows ({allowed:.0})"
     );
+    if limited.is_empty() {
+        // Only possible when this machine served fewer than 20 requests/s for the whole time;
+        // the bound above still held. The refusal's shape is checked without timing below.
+        eprintln!(
+            "note: {} requests in {elapsed:.1} s never outran the quota's refill",
+            answers.len()
+        );
+    }
     for answer in &limited {
         answer.assert_problem(429, Some("rate-limited"));
         let retry: u64 = answer
@@ -530,4 +546,32 @@ async fn ownership_and_invitation_rules_hold() {
         .send()
         .await
         .assert_problem(410, Some("invitation-not-pending"));
+}
+
+#[test]
+fn a_refusal_by_the_quota_is_a_problem_with_retry_after() {
+    use axum::response::IntoResponse as _;
+    use sixpence::functions::http::api::limits::RateLimits;
+
+    // The limiter the app uses, with a quota small enough to exhaust without timing.
+    let limits = RateLimits::new(governor::Quota::per_hour(
+        std::num::NonZeroU32::new(1).expect("non-zero"),
+    ));
+    assert!(limits.check("workspace:a").is_ok());
+    let refused = limits
+        .check("workspace:a")
+        .expect_err("the second request in the hour is refused");
+    assert!(limits.check("workspace:b").is_ok(), "keys are independent");
+    let response = refused.into_response();
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
 }
