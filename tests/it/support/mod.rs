@@ -11,6 +11,8 @@ use tokio::sync::oneshot;
 
 pub use sixpence_testkit::unique_name;
 
+pub mod api;
+
 /// Storage on the Azurite shared by this test binary, reached through the same connection-string parser
 /// production uses. Tests isolate themselves with [`unique_name`]. Fails (never skips) when Azurite is
 /// missing.
@@ -117,4 +119,46 @@ pub fn token(email: &str) -> String {
 pub fn host_fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/host/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A development token whose email the identity provider does **not** vouch for (`xms_edov` false),
+/// signed like [`token`]'s (same derived key, issuer and audience); the user differs from
+/// `token(email)`'s.
+pub fn unverified_token(email: &str) -> String {
+    use sha2::Digest as _;
+    let seed: [u8; 32] = sha2::Sha256::new()
+        .chain_update(b"sixpence dev-auth ed25519 v1\n")
+        .chain_update(DEV_AUTH.as_bytes())
+        .finalize()
+        .into();
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": sixpence::auth::dev::DEV_ISSUER,
+        "aud": sixpence::auth::dev::DEV_AUDIENCE,
+        "tid": sixpence::auth::dev::DEFAULT_DEV_TENANT,
+        "oid": uuid::Uuid::new_v4(),
+        "scp": "access_as_user",
+        "email": email,
+        "xms_edov": false,
+        "name": "Unverified",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(sixpence::auth::dev::DEV_KEY_ID.to_owned());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(&der),
+    )
+    .expect("sign")
 }

@@ -12,7 +12,7 @@ use super::context::{Scoped, decode_cursor, encode_cursor, page_limit};
 use super::views::{AuditEntry, ChangeView, Paged, timestamp};
 use crate::app::AppState;
 use crate::domain::audit::{Actor, AuditFilter, Outcome};
-use crate::domain::store::PageRequest;
+use crate::domain::store::{PageRequest, StoreError};
 use crate::domain::tenancy::UserId;
 use crate::error::{Error, Result};
 
@@ -70,6 +70,7 @@ pub async fn list(
         .as_deref()
         .map(|c| decode_cursor(&listing, c))
         .transpose()?;
+    let has_cursor = after.is_some();
     let page = state
         .audit()
         .list(
@@ -80,7 +81,16 @@ pub async fn list(
                 limit: page_limit(query.limit)?,
             },
         )
-        .await?;
+        .await
+        .map_err(|err| match err {
+            // The membership check already found the workspace: "not found" here is the store
+            // refusing a position it never handed out, i.e. a forged or corrupted cursor, which is
+            // the client's mistake (400), not a missing resource.
+            StoreError::NotFound if has_cursor => {
+                Error::InvalidRequest("the cursor is not valid for this listing".to_owned())
+            }
+            other => other.into(),
+        })?;
     let items = page
         .items
         .into_iter()

@@ -290,9 +290,13 @@ async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    // Tables and queues are created in the background at start-up; a request that arrives first
-    // waits for that (a no-op afterwards) instead of failing against a missing table.
-    if let Err(err) = state.ready().await {
+    // Start-up prepares storage in the background after binding the port; a request that arrives
+    // first waits for that work, as invocations do, instead of reading a table that does not exist
+    // yet (which the store reports as "not found": a 404 for a create, a missing workspace for a
+    // read). Once ready, this is a check of a set cell.
+    if spec.permission != Permission::Public
+        && let Err(err) = state.ready().await
+    {
         return err.into_response();
     }
     let request_id = req
