@@ -5,7 +5,6 @@
 //! the README's table and `infra/bicep` are all held equal to it by tests, so an operator can trust
 //! that the documented settings are exactly the ones that matter.
 
-
 use secrecy::SecretString;
 
 use crate::storage::StorageConnection;
@@ -484,7 +483,7 @@ fn validate_keyring(raw: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use std::cell::RefCell;
-    use std::collections::HashMap;
+    use std::collections::{BTreeSet, HashMap};
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

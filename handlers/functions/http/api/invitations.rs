@@ -156,6 +156,15 @@ pub async fn accept(
         email: signed.caller.verified_email.clone(),
         joined_at: now,
     };
+    // Already a member: say so without using the invitation up.
+    if state
+        .tenancy()
+        .member(workspace_id, signed.caller.user)
+        .await?
+        .is_some()
+    {
+        return Err(tenancy::TenancyError::AlreadyMember.into());
+    }
     // Mark it used first: if that fails (a concurrent accept or revoke), nobody joins twice.
     let accepted = Invitation {
         status: InvitationStatus::Accepted,

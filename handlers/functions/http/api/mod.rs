@@ -31,7 +31,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::audit::{Actor, AuditRecord, Outcome};
 use crate::domain::idempotency::{Claim, RecordedResponse};
-use crate::domain::tenancy::{Permission, WorkspaceId};
+use crate::domain::tenancy::Permission;
 use crate::error::Error;
 use crate::functions::{FunctionDef, Trigger};
 use context::{AuditSlot, MAX_BODY_BYTES, REQUEST_ID_HEADER, RequestId};
@@ -387,7 +387,10 @@ async fn idempotent(state: &AppState, req: Request, next: Next) -> Response {
     };
     let user = context::user_id(&principal);
     let path = parts.uri.path().to_owned();
-    let scope = workspace_in_path(&path).map_or_else(|| format!("user:{user}"), |w| w.to_string());
+    // Keyed by the caller, not the workspace in the path: this runs before the membership check, and
+    // an outsider's key must not land in another workspace's partition. The path is part of the
+    // fingerprint, so one key reused across workspaces is a mismatch, never a cross-workspace replay.
+    let scope = format!("user:{user}");
     let fingerprint = {
         let mut hash = Sha256::new();
         hash.update(parts.method.as_str());
@@ -462,12 +465,6 @@ fn replay(recorded: RecordedResponse) -> Response {
         HeaderValue::from_static("true"),
     );
     response
-}
-
-/// The workspace id in `/api/v1/workspaces/{id}/...`, if the path has one.
-fn workspace_in_path(path: &str) -> Option<WorkspaceId> {
-    let rest = path.strip_prefix("/api/v1/workspaces/")?;
-    WorkspaceId::parse(rest.split('/').next()?)
 }
 
 /// Methods an API route may declare, for the OpenAPI document.
