@@ -143,6 +143,10 @@ pub async fn get(State(state): State<AppState>, scoped: Scoped) -> Result<Respon
 }
 
 /// Rename or configure a workspace (display currency, report time zone).
+///
+/// The update is conditional on the version read; with `If-Match` it is conditional on yours. Member
+/// changes also move the workspace's `ETag` (they are guarded by it), so read the workspace again after
+/// changing members.
 #[utoipa::path(patch, path = "/api/v1/workspaces/{id}", tag = "workspaces", request_body = UpdateWorkspace,
     params(("id" = String, Path, description = "Workspace id"), ("If-Match" = Option<String>, Header, description = "The ETag you read; 412 if it changed since")),
     responses((status = 200, description = "Updated", body = WorkspaceView, headers(("ETag" = String)))))]
