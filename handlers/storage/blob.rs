@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use azure_core::credentials::TokenCredential;
-use azure_core::http::{ClientOptions, Url};
+use azure_core::http::Url;
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobContainerClientListBlobsOptions, BlockBlobClientUploadOptions,
 };
@@ -17,9 +16,9 @@ use azure_storage_blob::{
 use bytes::Bytes;
 use futures::TryStreamExt as _;
 
-use super::connection::{Auth, StorageConnection};
-use super::shared_key::SharedKeyPolicy;
-use super::{ETag, StorageError, transport};
+use super::connection::StorageConnection;
+use super::transport::ServiceParts;
+use super::{ETag, StorageError};
 
 /// Maximum blob name length accepted by the service.
 const MAX_BLOB_NAME: usize = 1024;
@@ -27,37 +26,14 @@ const MAX_BLOB_NAME: usize = 1024;
 /// The Blob service of one account.
 #[derive(Clone, Debug)]
 pub struct BlobService {
-    parts: Arc<ClientParts>,
-}
-
-#[derive(Debug)]
-struct ClientParts {
-    endpoint: Url,
-    credential: Option<Arc<dyn TokenCredential>>,
-    options: ClientOptions,
+    parts: Arc<ServiceParts>,
 }
 
 impl BlobService {
     pub(crate) fn new(connection: &StorageConnection) -> Result<Self, StorageError> {
-        let mut options = transport::client_options(&connection.transport)?;
-        let credential = match &connection.auth {
-            Auth::SharedKey(key) => {
-                options
-                    .per_try_policies
-                    .push(SharedKeyPolicy::new(key.clone()));
-                None
-            }
-            Auth::Token(credential) => {
-                require_https("blob", &connection.endpoints.blob)?;
-                Some(credential.clone())
-            }
-        };
+        let parts = ServiceParts::new(connection, "blob", &connection.endpoints.blob)?;
         Ok(Self {
-            parts: Arc::new(ClientParts {
-                endpoint: connection.endpoints.blob.clone(),
-                credential,
-                options,
-            }),
+            parts: Arc::new(parts),
         })
     }
 
@@ -90,7 +66,7 @@ pub struct Container {
     name: String,
     url: Url,
     client: Arc<BlobContainerClient>,
-    parts: Arc<ClientParts>,
+    parts: Arc<ServiceParts>,
 }
 
 impl std::fmt::Debug for Container {
@@ -367,18 +343,6 @@ fn push_segments<'a>(
         .pop_if_empty()
         .extend(segments);
     Ok(())
-}
-
-/// The 1.x SDK refuses bearer tokens over http; say so at start-up, naming the service.
-pub(crate) fn require_https(service: &'static str, url: &Url) -> Result<(), StorageError> {
-    if url.scheme() == "https" {
-        Ok(())
-    } else {
-        Err(StorageError::invalid_input(
-            "storage.connection",
-            format!("the {service} endpoint must use https with a token credential"),
-        ))
-    }
 }
 
 #[cfg(test)]

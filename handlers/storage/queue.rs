@@ -9,8 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::credentials::TokenCredential;
-use azure_core::http::{ClientOptions, RequestContent, Url, XmlFormat};
+use azure_core::http::{RequestContent, XmlFormat};
 use azure_storage_queue::models::{
     QueueClientGetPropertiesResultHeaders as _, QueueClientPeekMessagesOptions,
     QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage,
@@ -19,10 +18,9 @@ use azure_storage_queue::{QueueClient, QueueClientOptions};
 use base64::Engine as _;
 use time::OffsetDateTime;
 
-use super::blob::require_https;
-use super::connection::{Auth, StorageConnection};
-use super::shared_key::SharedKeyPolicy;
-use super::{StorageError, transport};
+use super::StorageError;
+use super::connection::StorageConnection;
+use super::transport::ServiceParts;
 
 /// The service's limit on one message, measured on the (encoded) text it stores.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -36,37 +34,14 @@ pub const MAX_BATCH: u8 = 32;
 /// The Queue service of one account.
 #[derive(Clone, Debug)]
 pub struct QueueService {
-    parts: Arc<ClientParts>,
-}
-
-#[derive(Debug)]
-struct ClientParts {
-    endpoint: Url,
-    credential: Option<Arc<dyn TokenCredential>>,
-    options: ClientOptions,
+    parts: Arc<ServiceParts>,
 }
 
 impl QueueService {
     pub(crate) fn new(connection: &StorageConnection) -> Result<Self, StorageError> {
-        let mut options = transport::client_options(&connection.transport)?;
-        let credential = match &connection.auth {
-            Auth::SharedKey(key) => {
-                options
-                    .per_try_policies
-                    .push(SharedKeyPolicy::new(key.clone()));
-                None
-            }
-            Auth::Token(credential) => {
-                require_https("queue", &connection.endpoints.queue)?;
-                Some(credential.clone())
-            }
-        };
+        let parts = ServiceParts::new(connection, "queue", &connection.endpoints.queue)?;
         Ok(Self {
-            parts: Arc::new(ClientParts {
-                endpoint: connection.endpoints.queue.clone(),
-                credential,
-                options,
-            }),
+            parts: Arc::new(parts),
         })
     }
 

@@ -7,8 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientOptions, Url};
+
 use super::StorageError;
-use super::connection::TransportSettings;
+use super::connection::{Auth, StorageConnection, TransportSettings};
+use super::shared_key::SharedKeyPolicy;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,4 +79,53 @@ pub(crate) fn legacy_client_options(
         ));
     }
     Ok(options)
+}
+
+/// What a 1.x service client (blobs, queues) is built from: the service endpoint, the bearer
+/// credential (none with a shared key, which a per-try signing policy applies instead) and the
+/// client options.
+#[derive(Debug)]
+pub(crate) struct ServiceParts {
+    pub(crate) endpoint: Url,
+    pub(crate) credential: Option<Arc<dyn TokenCredential>>,
+    pub(crate) options: ClientOptions,
+}
+
+impl ServiceParts {
+    pub(crate) fn new(
+        connection: &StorageConnection,
+        service: &'static str,
+        endpoint: &Url,
+    ) -> Result<Self, StorageError> {
+        let mut options = client_options(&connection.transport)?;
+        let credential = match &connection.auth {
+            Auth::SharedKey(key) => {
+                options
+                    .per_try_policies
+                    .push(SharedKeyPolicy::new(key.clone()));
+                None
+            }
+            Auth::Token(credential) => {
+                require_https(service, endpoint)?;
+                Some(credential.clone())
+            }
+        };
+        Ok(Self {
+            endpoint: endpoint.clone(),
+            credential,
+            options,
+        })
+    }
+}
+
+/// The 1.x clients refuse to send a bearer token over plain HTTP; say so at construction instead.
+pub(crate) fn require_https(service: &'static str, url: &Url) -> Result<(), StorageError> {
+    if url.scheme() == "https" {
+        Ok(())
+    } else {
+        Err(StorageError::invalid_input(
+            "storage.connection",
+            format!("the {service} endpoint must use https with a token credential"),
+        ))
+    }
 }
