@@ -28,10 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sixpence::app::App;
-use sixpence::config::Settings;
-use sixpence_testkit::Azurite;
 
-const DEV_AUTH: &str = "api-hot-path-bench";
+use sixpence_testkit::{Azurite, app_settings as settings, dev_token as token};
+
 /// Workspaces per client: requests per workspace stay well under the 60-request burst.
 const WORKSPACES_PER_CLIENT: usize = 24;
 
@@ -41,34 +40,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(default)
-}
-
-fn settings(connection_string: &str) -> Settings {
-    let vars = [
-        ("FUNCTIONS_CUSTOMHANDLER_PORT", "1"),
-        ("AzureWebJobsStorage", connection_string),
-        ("SIXPENCE_ENVIRONMENT", "development"),
-        ("SIXPENCE_DEV_AUTH", DEV_AUTH),
-    ];
-    let mut settings = Settings::from_vars(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .expect("bench settings are valid");
-    settings.port = 0;
-    settings
-}
-
-fn token(email: &str) -> String {
-    let request = sixpence::auth::dev::DevTokenRequest {
-        email: email.to_owned(),
-        tenant: None,
-        name: None,
-        lifetime: Duration::from_secs(3600),
-    };
-    sixpence::auth::dev::mint_dev_token(&secrecy::SecretString::from(DEV_AUTH), &request)
-        .expect("dev token")
 }
 
 /// One client: its bearer token (if any) and the paths it rotates over.

@@ -465,6 +465,41 @@ impl TokenCredential for AzuriteTokenCredential {
     }
 }
 
+/// The development sign-in passphrase of apps started by tests and benchmarks.
+pub const DEV_AUTH: &str = "integration-tests-only";
+
+/// Settings for an in-process app on `connection_string`: development mode with development
+/// sign-in ([`DEV_AUTH`]), port 0 (any free port).
+pub fn app_settings(connection_string: &str) -> sixpence::config::Settings {
+    let vars = [
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "1"),
+        ("AzureWebJobsStorage", connection_string),
+        ("SIXPENCE_ENVIRONMENT", "development"),
+        ("SIXPENCE_DEV_AUTH", DEV_AUTH),
+    ];
+    let mut settings = sixpence::config::Settings::from_vars(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .expect("test app settings are valid");
+    settings.port = 0;
+    settings
+}
+
+/// A bearer token an app built from [`app_settings`] accepts for `email` (a development token,
+/// so the email counts as verified).
+pub fn dev_token(email: &str) -> String {
+    let request = sixpence::auth::dev::DevTokenRequest {
+        email: email.to_owned(),
+        tenant: None,
+        name: Some(email.split('@').next().unwrap_or(email).to_owned()),
+        lifetime: std::time::Duration::from_secs(3600),
+    };
+    sixpence::auth::dev::mint_dev_token(&secrecy::SecretString::from(DEV_AUTH), &request)
+        .expect("development token")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use sixpence::storage::{Storage, StorageConnection};
 use sixpence_testkit::Azurite;
 use tokio::sync::oneshot;
 
-pub use sixpence_testkit::unique_name;
+pub use sixpence_testkit::{DEV_AUTH, app_settings as settings, dev_token as token, unique_name};
 
 pub mod api;
 
@@ -34,24 +34,6 @@ pub struct TestApp {
     /// Kept alive for as long as the app uses it.
     pub _azurite: Arc<Azurite>,
     _shutdown: oneshot::Sender<()>,
-}
-
-/// Settings for a test app on `connection_string`, port 0 (any free port).
-pub fn settings(connection_string: &str) -> Settings {
-    let vars = [
-        ("FUNCTIONS_CUSTOMHANDLER_PORT", "1"),
-        ("AzureWebJobsStorage", connection_string),
-        ("SIXPENCE_ENVIRONMENT", "development"),
-        ("SIXPENCE_DEV_AUTH", DEV_AUTH),
-    ];
-    let mut settings = Settings::from_vars(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .expect("test settings are valid");
-    settings.port = 0;
-    settings
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -98,21 +80,6 @@ impl TestApp {
             .await
             .expect("request reaches the app")
     }
-}
-
-/// The development sign-in passphrase test apps run with.
-pub const DEV_AUTH: &str = "integration-tests-only";
-
-/// A bearer token the test app accepts for `email` (a development token: verified email).
-pub fn token(email: &str) -> String {
-    let request = sixpence::auth::dev::DevTokenRequest {
-        email: email.to_owned(),
-        tenant: None,
-        name: Some(email.split('@').next().unwrap_or(email).to_owned()),
-        lifetime: std::time::Duration::from_secs(3600),
-    };
-    sixpence::auth::dev::mint_dev_token(&secrecy::SecretString::from(DEV_AUTH), &request)
-        .expect("dev token")
 }
 
 /// A fixture from tests/fixtures/host.
