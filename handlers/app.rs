@@ -9,6 +9,7 @@ use tokio::sync::OnceCell;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
+use crate::connections::ConnectionService;
 use crate::domain::audit::AuditLog;
 use crate::domain::idempotency::IdempotencyStore;
 use crate::domain::system::SystemStore;
@@ -28,6 +29,7 @@ struct Inner {
     tenancy: Arc<dyn TenancyStore>,
     audit: Arc<dyn AuditLog>,
     idempotency: Arc<dyn IdempotencyStore>,
+    connections: Arc<ConnectionService>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -48,6 +50,22 @@ impl AppState {
         let idempotency = Arc::new(crate::storage::idempotency::TableIdempotencyStore::new(
             storage.clone(),
         ));
+        // The keyring was validated with the settings; absent, creating a connection answers 503.
+        let keyring = settings.data_keys.as_ref().and_then(|keys| {
+            crate::secrets::Keyring::parse(keys)
+                .map(Arc::new)
+                .map_err(|err| tracing::error!(error = %err, "data-encryption keyring unusable"))
+                .ok()
+        });
+        let connections = Arc::new(ConnectionService::new(
+            Arc::new(crate::storage::azure_connections::TableConnectionStore::new(
+                storage.clone(),
+            )),
+            Arc::new(crate::azure::AzureInspector::new(settings.azure.clone())),
+            Arc::new(crate::storage::events::QueueEventSink::new(storage.clone())),
+            audit.clone(),
+            keyring,
+        ));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -55,6 +73,7 @@ impl AppState {
             tenancy,
             audit,
             idempotency,
+            connections,
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
@@ -87,6 +106,10 @@ impl AppState {
 
     pub fn idempotency(&self) -> &dyn IdempotencyStore {
         self.0.idempotency.as_ref()
+    }
+
+    pub fn connections(&self) -> &ConnectionService {
+        &self.0.connections
     }
 
     pub fn limits(&self) -> &RateLimits {

@@ -69,6 +69,13 @@ pub const AUTH_AUTHORITY: &str = "SIXPENCE_AUTH_AUTHORITY";
 pub const AUTH_AUDIENCE: &str = "SIXPENCE_AUTH_AUDIENCE";
 pub const AUTH_ALLOWED_TENANTS: &str = "SIXPENCE_AUTH_ALLOWED_TENANTS";
 pub const DEV_AUTH: &str = "SIXPENCE_DEV_AUTH";
+pub const AZURE_ARM_ENDPOINT: &str = "SIXPENCE_AZURE_ARM_ENDPOINT";
+pub const AZURE_AUTHORITY: &str = "SIXPENCE_AZURE_AUTHORITY";
+
+/// The data key `local.settings.example.json` ships with, for local runs only. Published, so it
+/// protects nothing: start-up refuses it in production.
+pub const DEV_DATA_KEYS: &str = "dev1:4t1bmBXYqcdvRgPFmEGCz73qNrvEf48yx/RVs27gj8M=";
+const DEV_DATA_KEY_MATERIAL: &str = "4t1bmBXYqcdvRgPFmEGCz73qNrvEf48yx/RVs27gj8M=";
 
 /// The Entra ID authority for multi-tenant work and school accounts in the public cloud.
 pub const DEFAULT_AUTH_AUTHORITY: &str = "https://login.microsoftonline.com/organizations";
@@ -163,8 +170,8 @@ pub const SETTINGS: &[SettingSpec] = &[
         DATA_KEYS,
         Scope::App,
         true,
-        "",
-        "Data-encryption keyring for secrets at rest: `kid:base64(32 bytes)`, comma-separated, newest first. Key Vault reference in Azure.",
+        DEV_DATA_KEYS,
+        "Data-encryption keyring for secrets at rest: `kid:base64(32 bytes)`, comma-separated, newest first. Key Vault reference in Azure. The local value is a published development key that production refuses.",
     ),
     setting(
         STRIPE_SECRET_KEY,
@@ -222,6 +229,27 @@ pub const SETTINGS: &[SettingSpec] = &[
         "local-development-only",
         "Development only: passphrase the local sign-in key is derived from (`sixpence dev-token` mints tokens with it). Start-up refuses it in production.",
     ),
+    setting(
+        AZURE_ARM_ENDPOINT,
+        Scope::App,
+        false,
+        "http://127.0.0.1:8089",
+        "Azure Resource Manager endpoint for calls into customers' tenants. Default `https://management.azure.com`; change it for sovereign clouds. The local run points it at the simulated tenant.",
+    ),
+    setting(
+        AZURE_AUTHORITY,
+        Scope::App,
+        false,
+        "http://127.0.0.1:8089",
+        "Entra ID authority customers' service principals sign in at. Default `https://login.microsoftonline.com`; change it for sovereign clouds. The local run points it at the simulated tenant.",
+    ),
+    setting(
+        "CONNECTION_HEALTH_SCHEDULE",
+        Scope::HostOnly,
+        false,
+        "0 17 * * * *",
+        "NCRONTAB (6 fields, UTC) of the `connection-health` timer, which re-verifies every active connection. Hourly by default.",
+    ),
 ];
 
 /// Whether development-only conveniences may run.
@@ -258,6 +286,8 @@ pub struct Settings {
     pub mail_sender: Option<String>,
     pub smtp_url: Option<SecretString>,
     pub auth: AuthSettings,
+    /// Where customers' tenants are reached.
+    pub azure: crate::azure::AzureEndpoints,
     /// Settings whose Key Vault reference did not resolve; treated as unset and logged at start-up.
     pub unresolved_key_vault_references: Vec<&'static str>,
 }
@@ -376,7 +406,19 @@ impl Settings {
             }
         }
 
+        if environment == Environment::Production
+            && data_keys
+                .as_deref()
+                .is_some_and(|keys| keys.contains(DEV_DATA_KEY_MATERIAL))
+        {
+            problems.push(format!(
+                "{DATA_KEYS} contains the published development key, which protects nothing; \
+                 generate a key (`openssl rand -base64 32`) for production"
+            ));
+        }
+
         let auth = read_auth(&get, environment, &mut problems);
+        let azure = read_azure(&get, &mut problems);
 
         let Some(storage) = storage.filter(|_| problems.is_empty()) else {
             return Err(ConfigError { problems });
@@ -392,6 +434,7 @@ impl Settings {
             mail_sender,
             smtp_url: smtp_url.map(SecretString::from),
             auth,
+            azure,
             unresolved_key_vault_references: unresolved.into_inner(),
         })
     }
@@ -473,6 +516,28 @@ pub(crate) fn validate_authority(raw: &str) -> Result<(), &'static str> {
 
 /// Checks the keyring with the same parser the secrets module uses, so there is one rule set; the
 /// reason never contains key material.
+/// Reads the endpoints of customers' tenants.
+fn read_azure(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> crate::azure::AzureEndpoints {
+    let mut endpoints = crate::azure::AzureEndpoints::default();
+    for (name, slot) in [
+        (AZURE_ARM_ENDPOINT, &mut endpoints.arm),
+        (AZURE_AUTHORITY, &mut endpoints.authority),
+    ] {
+        let Some(raw) = get(name) else { continue };
+        match url::Url::parse(raw.trim_end_matches('/')) {
+            Ok(url) if crate::azure::validate_endpoint(&url, name).is_ok() => *slot = url,
+            _ => problems.push(format!(
+                "{name} must be an https:// URL without query or fragment (http:// only to a \
+                 loopback address), got `{raw}`"
+            )),
+        }
+    }
+    endpoints
+}
+
 fn validate_keyring(raw: &str) -> Result<(), String> {
     crate::secrets::Keyring::parse(&SecretString::from(raw.to_owned()))
         .map(|_| ())

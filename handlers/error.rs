@@ -5,6 +5,7 @@
 //! and finally poisons the message (`functions::invoke`). Either way the error is logged exactly once,
 //! at that boundary, and internal detail never reaches a client.
 
+use crate::domain::connections::ConnectionError;
 use crate::domain::store::StoreError;
 use crate::domain::tenancy::TenancyError;
 use crate::host::PayloadError;
@@ -26,6 +27,12 @@ pub enum Error {
     /// A business rule refused the request (HTTP 400, 403, 409 or 410 by rule).
     #[error(transparent)]
     Rule(#[from] TenancyError),
+    /// A connection rule refused the request (HTTP 400, 409 or 503 by rule).
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// Sixpence has no data-encryption key configured, so it cannot store secrets (HTTP 503).
+    #[error("secrets cannot be stored: the data-encryption keyring (SIXPENCE_DATA_KEYS) is not configured")]
+    NoKeyring,
     /// The resource does not exist, or the caller may not know it exists (HTTP 404).
     #[error("not found")]
     NotFound,

@@ -7,6 +7,8 @@
 //!   kind, plus the router built from [`functions::REGISTRY`]. Thin: decode, call the domain, encode.
 //! - [`domain`]: the business rules and the port traits they need. Knows nothing of HTTP or Azure.
 //! - [`storage`]: Azure Table, Blob and Queue adapters implementing the domain's ports.
+//! - [`connections`]: the one application service that spans them (onboarding a customer tenant).
+//! - [`azure`], [`secrets`]: the read-only Azure client and secrets at rest.
 //! - [`config`], [`telemetry`], [`error`], [`app`]: settings, logs, the one error type, wiring.
 //!
 //! The dependency rule: `functions` → `domain` ← `storage`. Nothing in `domain` imports a transport.
@@ -19,6 +21,9 @@ pub mod auth;
 pub mod azure;
 /// App settings, typed and validated once.
 pub mod config;
+/// The connections service: onboarding, health checks and key rotation, where the domain's
+/// connection rules meet sealed secrets, the Azure inspector, the audit trail and events.
+pub mod connections;
 /// Business rules and their ports.
 pub mod domain;
 /// The application error and its mapping per transport.

@@ -30,6 +30,7 @@ pub mod client;
 pub mod clock;
 pub mod cost;
 pub mod error;
+pub mod inspect;
 pub mod pacer;
 pub mod permissions;
 pub mod resource_graph;
@@ -53,6 +54,7 @@ pub use cost::{
     QueryResult, Row, Scope,
 };
 pub use error::{AzureError, CredentialProblem};
+pub use inspect::{AzureEndpoints, AzureInspector};
 pub use pacer::{Pacers, PacingOptions};
 pub use permissions::{Permission, PermissionAssessment, classify_permissions};
 pub use resource_graph::{

@@ -5,6 +5,8 @@
 //! modules in `crate::functions` translate triggers into calls here.
 
 pub mod audit;
+pub mod connections;
+pub mod events;
 pub mod idempotency;
 pub mod store;
 pub mod system;

@@ -25,8 +25,10 @@
 //! idempotently at start-up.
 
 pub mod audit;
+pub mod azure_connections;
 pub mod blob;
 pub mod connection;
+pub mod events;
 pub mod idempotency;
 pub mod names;
 pub mod queue;

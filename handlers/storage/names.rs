@@ -18,6 +18,9 @@ pub const AUDIT_TABLE: &str = "audit";
 /// Recorded responses of creating requests, for `Idempotency-Key` replays.
 pub const IDEMPOTENCY_TABLE: &str = "idempotency";
 
+/// Workspaces' Azure connections (sealed secrets, onboarding state), one partition per workspace.
+pub const CONNECTIONS_TABLE: &str = "connections";
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -25,10 +28,14 @@ pub const TABLES: &[&str] = &[
     MEMBERSHIPS_TABLE,
     AUDIT_TABLE,
     IDEMPOTENCY_TABLE,
+    CONNECTIONS_TABLE,
 ];
 
+/// Events raised for delivery (`domain::events`), one JSON message each.
+pub const EVENTS_QUEUE: &str = "events";
+
 /// Queues.
-pub const QUEUES: &[&str] = &[crate::functions::queue::queue_probe::QUEUE];
+pub const QUEUES: &[&str] = &[crate::functions::queue::queue_probe::QUEUE, EVENTS_QUEUE];
 
 /// Blob containers.
 pub const CONTAINERS: &[&str] = &["raw-cost-pages"];

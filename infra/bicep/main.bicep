@@ -41,6 +41,15 @@ param logFilter string = 'info'
 @description('6-field NCRONTAB (UTC on Flex) for the heartbeat timer (HEARTBEAT_SCHEDULE).')
 param heartbeatSchedule string = '0 */5 * * * *'
 
+@description('6-field NCRONTAB (UTC) for the connection-health timer that re-verifies every active Azure connection (CONNECTION_HEALTH_SCHEDULE). Hourly by default.')
+param connectionHealthSchedule string = '0 17 * * * *'
+
+@description('Azure Resource Manager endpoint for calls into customers\' tenants (SIXPENCE_AZURE_ARM_ENDPOINT). Change only for a sovereign cloud.')
+param azureArmEndpoint string = 'https://management.azure.com'
+
+@description('Entra ID authority customers\' service principals sign in at (SIXPENCE_AZURE_AUTHORITY). Change only for a sovereign cloud.')
+param azureAuthority string = 'https://login.microsoftonline.com'
+
 @description('Optional secret settings to wire up (each needs its Key Vault secret to exist, or the app sees the unresolved reference text). Allowed: SMTP_URL.')
 param optionalSecrets array = []
 
@@ -137,6 +146,9 @@ var plainSettings = [
   { name: 'SIXPENCE_AUTH_AUTHORITY', value: authAuthority }
   { name: 'SIXPENCE_AUTH_AUDIENCE', value: apiAudience }
   { name: 'SIXPENCE_AUTH_ALLOWED_TENANTS', value: allowedTenants }
+  { name: 'CONNECTION_HEALTH_SCHEDULE', value: connectionHealthSchedule }
+  { name: 'SIXPENCE_AZURE_ARM_ENDPOINT', value: azureArmEndpoint }
+  { name: 'SIXPENCE_AZURE_AUTHORITY', value: azureAuthority }
 ]
 
 // Secrets: Key Vault references (the Key Vault secret name is the setting name in lower case with

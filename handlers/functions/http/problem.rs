@@ -113,6 +113,38 @@ impl Error {
                     detail,
                 ),
             },
+            Error::Connection(rule) => {
+                use crate::domain::connections::ConnectionError as C;
+                match rule {
+                    C::Invalid(_)
+                    | C::UnknownSubscription(_)
+                    | C::SubscriptionNotUsable { .. }
+                    | C::NoSubscriptionChosen => Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-request",
+                        "The request is invalid",
+                        detail,
+                    ),
+                    C::NotVerified => Problem::new(
+                        StatusCode::CONFLICT,
+                        "connection-not-verified",
+                        "The connection is not verified",
+                        detail,
+                    ),
+                    C::AzureUnavailable(_) => Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "azure-unavailable",
+                        "Azure could not be reached",
+                        detail,
+                    ),
+                }
+            }
+            Error::NoKeyring => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secrets-unavailable",
+                "Secrets cannot be stored",
+                detail,
+            ),
             Error::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", None),
             Error::Forbidden => Problem::new(
                 StatusCode::FORBIDDEN,

@@ -30,6 +30,7 @@ var tableNames = [
   'memberships'
   'audit'
   'idempotency'
+  'connections'
 ]
 
 var containerNames = [
@@ -45,6 +46,7 @@ var queueNames = [
   'anomaly-detect'
   'budget-check'
   'notifications'
+  'events'
   'exports'
   'deletions'
 ]

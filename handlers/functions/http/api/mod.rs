@@ -7,6 +7,7 @@
 //! route cannot exist without a declared permission.
 
 pub mod audit_log;
+pub mod connections;
 pub mod context;
 pub mod invitations;
 pub mod limits;
@@ -219,6 +220,62 @@ pub fn routes() -> Vec<ApiRoute> {
             Some("invitation.accept"),
             false,
             invitations::accept,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/connections",
+            Read,
+            None,
+            false,
+            connections::list,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/connections",
+            Administer,
+            Some("connection.create"),
+            true,
+            connections::create,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/connections/{connectionId}",
+            Read,
+            None,
+            false,
+            connections::get,
+        ),
+        route(
+            "DELETE",
+            "/api/v1/workspaces/{id}/connections/{connectionId}",
+            Administer,
+            Some("connection.delete"),
+            false,
+            connections::delete,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/connections/{connectionId}/verify",
+            Administer,
+            Some("connection.verify"),
+            false,
+            connections::verify,
+        ),
+        route(
+            "PUT",
+            "/api/v1/workspaces/{id}/connections/{connectionId}/subscriptions",
+            Administer,
+            Some("connection.subscriptions.choose"),
+            false,
+            connections::choose_subscriptions,
+        ),
+        route(
+            "PUT",
+            "/api/v1/workspaces/{id}/connections/{connectionId}/secret",
+            Administer,
+            Some("connection.secret.rotate"),
+            false,
+            connections::rotate_secret,
         ),
         route(
             "GET",

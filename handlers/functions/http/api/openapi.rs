@@ -15,7 +15,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use super::{RouteSpec, audit_log, invitations, members, workspaces};
+use super::{RouteSpec, audit_log, connections, invitations, members, workspaces};
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
 
@@ -24,7 +24,7 @@ use crate::functions::http::problem::Problem;
     info(
         title = "Sixpence tenant API",
         version = "1.0.0",
-        description = "Workspaces, members and roles, invitations and the audit trail of Sixpence, the Azure cost-management service. \
+        description = "Workspaces, members and roles, invitations, Azure connections and the audit trail of Sixpence, the Azure cost-management service. \
             Errors are RFC 9457 problem documents (`application/problem+json`) with stable `type` values. \
             Lists are paginated with an opaque `cursor`. Creating POSTs honour `Idempotency-Key`; updatable resources carry an `ETag` that `If-Match` takes. \
             Every response echoes `X-Request-Id`."
@@ -44,6 +44,13 @@ use crate::functions::http::problem::Problem;
         invitations::create,
         invitations::revoke,
         invitations::accept,
+        connections::list,
+        connections::create,
+        connections::get,
+        connections::delete,
+        connections::verify,
+        connections::choose_subscriptions,
+        connections::rotate_secret,
         audit_log::list,
     ),
     components(schemas(Problem)),
@@ -52,6 +59,7 @@ use crate::functions::http::problem::Problem;
         (name = "workspaces", description = "Workspaces: the unit of isolation"),
         (name = "members", description = "Members and roles"),
         (name = "invitations", description = "Invitations by email"),
+        (name = "connections", description = "Azure connections: read-only service principals, onboarding, secrets"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "meta", description = "This document"),
     )

@@ -7,6 +7,9 @@ use utoipa::ToSchema;
 
 use crate::domain::tenancy::{Invitation, InvitationStatus, Member, Role, Workspace};
 
+// `YYYY-MM-DD` in JSON (the `time` crate's own serde form is a tuple).
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
 pub fn timestamp(at: time::OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
@@ -216,4 +219,158 @@ pub struct ChangeView {
     pub from: Option<String>,
     #[schema(example = "admin")]
     pub to: Option<String>,
+}
+
+/// Connect a customer's Azure tenant through a service principal with read-only roles.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateConnection {
+    #[schema(example = "Contoso production")]
+    pub name: String,
+    /// Directory (tenant) ID.
+    #[schema(example = "72f988bf-86f1-41af-91ab-2d7cd011db47")]
+    pub tenant_id: String,
+    /// Application (client) ID of the service principal.
+    #[schema(example = "0c7e4a3a-8d0c-4b8e-9b1e-6f1f3f7f2a11")]
+    pub client_id: String,
+    /// The client secret's **value**. Encrypted before it is stored; never returned.
+    #[schema(example = "(secret value)")]
+    pub client_secret: String,
+    /// When the secret expires (from the app registration's Certificates & secrets page), so
+    /// Sixpence can remind you before it does.
+    #[schema(value_type = Option<String>, format = Date, example = "2027-05-01")]
+    #[serde(default, with = "iso_date::option")]
+    pub secret_expires_on: Option<time::Date>,
+}
+
+/// A new client secret for a connection.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateSecret {
+    #[schema(example = "(secret value)")]
+    pub client_secret: String,
+    #[schema(value_type = Option<String>, format = Date, example = "2027-11-01")]
+    #[serde(default, with = "iso_date::option")]
+    pub secret_expires_on: Option<time::Date>,
+}
+
+/// The subscriptions to sync (replaces the previous choice).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChooseSubscriptions {
+    pub subscription_ids: Vec<String>,
+}
+
+/// Why a connection does not work, and what to do.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionProblemView {
+    /// `wrongTenant`, `wrongSecret`, `secretExpired`, `unknownApplication`, `credentialsRefused`,
+    /// `accessRevoked`, `noSubscriptions`, `missingRole` or `unavailable`.
+    #[schema(example = "secretExpired")]
+    pub kind: String,
+    #[schema(example = "The client secret has expired. Create a new secret under the app registration's Certificates & secrets page and update the connection.")]
+    pub message: String,
+    pub at: String,
+}
+
+/// Which Sixpence features a subscription gets with the roles the principal has.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionAccessView {
+    pub subscription_id: String,
+    pub display_name: Option<String>,
+    /// Azure's state: `Enabled`, `Warned`, `PastDue`, `Disabled`, `Deleted`.
+    pub azure_state: Option<String>,
+    /// Costs can be synced (active, and Cost Management Reader or Reader).
+    pub usable: bool,
+    /// Chosen for sync.
+    pub selected: bool,
+    /// Features this subscription will lack: `costs`, `resources`, `advisor`.
+    pub missing_features: Vec<String>,
+    pub over_privileged: bool,
+    /// The permissions beyond read, as granted.
+    pub excess_actions: Vec<String>,
+    /// What to change in the Azure portal, most important first.
+    pub fixes: Vec<String>,
+}
+
+/// A connection to a customer's Azure tenant. The secret is never part of it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionView {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// `created`, `verified`, `subscriptionsChosen`, `firstSyncDone`, `failed` or `revoked`.
+    #[schema(example = "verified")]
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<ConnectionProblemView>,
+    /// The principal can change something in the tenant, which Sixpence never needs.
+    pub over_privileged: bool,
+    /// What to change in the Azure portal for the connection as a whole.
+    pub fixes: Vec<String>,
+    pub subscriptions: Vec<SubscriptionAccessView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_expires_on: Option<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_sync_at: Option<String>,
+}
+
+impl From<&crate::domain::connections::Connection> for ConnectionView {
+    fn from(c: &crate::domain::connections::Connection) -> Self {
+        use crate::domain::connections::{Feature, OVER_PRIVILEGED_FIX};
+        let feature = |f: &Feature| {
+            match f {
+                Feature::Costs => "costs",
+                Feature::Resources => "resources",
+                Feature::Advisor => "advisor",
+            }
+            .to_owned()
+        };
+        let subscriptions: Vec<SubscriptionAccessView> = c
+            .subscriptions
+            .iter()
+            .map(|s| SubscriptionAccessView {
+                subscription_id: s.subscription_id.clone(),
+                display_name: s.display_name.clone(),
+                azure_state: s.azure_state.clone(),
+                usable: s.usable(),
+                selected: s.selected,
+                missing_features: s.missing_features().iter().map(feature).collect(),
+                over_privileged: s.over_privileged(),
+                excess_actions: s.excess_actions.clone(),
+                fixes: s.fixes().into_iter().map(str::to_owned).collect(),
+            })
+            .collect();
+        let over_privileged = subscriptions.iter().any(|s| s.over_privileged);
+        let mut fixes = Vec::new();
+        if over_privileged {
+            fixes.push(OVER_PRIVILEGED_FIX.to_owned());
+        }
+        Self {
+            id: c.id.to_string(),
+            name: c.name.clone(),
+            tenant_id: c.tenant_id.clone(),
+            client_id: c.client_id.clone(),
+            state: c.state().as_str().to_owned(),
+            problem: c.problem().map(|p| ConnectionProblemView {
+                kind: p.kind.as_str().to_owned(),
+                message: p.message.clone(),
+                at: timestamp(p.at),
+            }),
+            over_privileged,
+            fixes,
+            subscriptions,
+            secret_expires_on: c.secret_expires_on.map(|d| d.to_string()),
+            created_at: timestamp(c.created_at),
+            verified_at: c.verified_at.map(timestamp),
+            first_sync_at: c.first_sync_at.map(timestamp),
+        }
+    }
 }

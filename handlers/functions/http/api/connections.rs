@@ -1,0 +1,217 @@
+//! Azure connections: connect a customer's tenant, see what the principal can do, choose the
+//! subscriptions to sync, rotate the secret, re-verify, delete.
+//!
+//! The client secret goes in (create, rotate) and never comes out: no view, error or audit record
+//! carries it.
+
+use std::collections::HashMap;
+
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::SecretString;
+
+use super::context::{JsonBody, RequestId, Scoped, audit, if_match};
+use super::views::{ChooseSubscriptions, ConnectionView, CreateConnection, Paged, RotateSecret};
+use super::workspaces::with_etag;
+use crate::app::AppState;
+use crate::connections::{Acting, NewConnection};
+use crate::domain::audit::Change;
+use crate::domain::connections::ConnectionId;
+use crate::error::{Error, Result};
+
+fn connection_id(params: &HashMap<String, String>) -> Result<ConnectionId> {
+    params
+        .get("connectionId")
+        .and_then(|i| ConnectionId::parse(i))
+        .ok_or(Error::NotFound)
+}
+
+fn target(id: ConnectionId) -> String {
+    format!("connection/{id}")
+}
+
+/// Connect a tenant. Sixpence signs in as the service principal at once, lists the subscriptions
+/// it sees and reads its permissions on each: the answer says which subscriptions are usable,
+/// which features each lacks, and whether the principal is over-privileged, with the fix. A
+/// connection whose verification fails is kept (state `failed`, with the reason) so the secret
+/// can be corrected.
+#[utoipa::path(post, path = "/api/v1/workspaces/{id}/connections", tag = "connections", request_body = CreateConnection,
+    params(("id" = String, Path, description = "Workspace id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe creation: the same key replays the first answer for 24 h")),
+    responses((status = 201, description = "Created (see `state`)", body = ConnectionView, headers(("ETag" = String), ("Location" = String)))))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    scoped: Scoped,
+    JsonBody(body): JsonBody<CreateConnection>,
+) -> Result<Response> {
+    let new = NewConnection {
+        name: body.name,
+        tenant_id: body.tenant_id,
+        client_id: body.client_id,
+        secret: SecretString::from(body.client_secret),
+        secret_expires_on: body.secret_expires_on,
+    };
+    let acting = Acting::user(scoped.caller.user, request_id.0);
+    let created = state
+        .connections()
+        .create(scoped.scope.id(), new, scoped.caller.user, &acting)
+        .await?;
+    let connection = &created.value;
+    audit(
+        scoped.audit.as_ref(),
+        target(connection.id),
+        vec![
+            Change::new("tenantId", None, Some(connection.tenant_id.clone())),
+            Change::new("clientId", None, Some(connection.client_id.clone())),
+            Change::secret("clientSecret"),
+        ],
+    );
+    let location = format!(
+        "/api/v1/workspaces/{}/connections/{}",
+        connection.workspace, connection.id
+    );
+    let mut response = (StatusCode::CREATED, Json(ConnectionView::from(connection))).into_response();
+    if let Ok(value) = location.parse() {
+        response.headers_mut().insert(axum::http::header::LOCATION, value);
+    }
+    Ok(with_etag(response, &created.version))
+}
+
+/// The workspace's connections.
+#[utoipa::path(get, path = "/api/v1/workspaces/{id}/connections", tag = "connections",
+    params(("id" = String, Path, description = "Workspace id")),
+    responses((status = 200, description = "Connections", body = Paged<ConnectionView>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    scoped: Scoped,
+) -> Result<Json<Paged<ConnectionView>>> {
+    let connections = state.connections().store().list(scoped.scope.id()).await?;
+    Ok(Json(Paged {
+        items: connections
+            .iter()
+            .map(|c| ConnectionView::from(&c.value))
+            .collect(),
+        next_cursor: None,
+    }))
+}
+
+/// One connection: onboarding state, problem, subscriptions and what each lacks.
+#[utoipa::path(get, path = "/api/v1/workspaces/{id}/connections/{connectionId}", tag = "connections",
+    params(("id" = String, Path, description = "Workspace id"), ("connectionId" = String, Path, description = "Connection id")),
+    responses((status = 200, description = "The connection", body = ConnectionView, headers(("ETag" = String)))))]
+pub async fn get(
+    State(state): State<AppState>,
+    scoped: Scoped,
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<Response> {
+    let id = connection_id(&params)?;
+    let connection = state.connections().get(scoped.scope.id(), id).await?;
+    Ok(with_etag(
+        Json(ConnectionView::from(&connection.value)).into_response(),
+        &connection.version,
+    ))
+}
+
+/// Verify again: sign in, re-read subscriptions and permissions. The only way to re-enable a
+/// revoked connection once the customer has fixed it. 503 `azure-unavailable` when Azure could not
+/// be reached (nothing changed).
+#[utoipa::path(post, path = "/api/v1/workspaces/{id}/connections/{connectionId}/verify", tag = "connections",
+    params(("id" = String, Path, description = "Workspace id"), ("connectionId" = String, Path, description = "Connection id")),
+    responses((status = 200, description = "Verified (see `state`)", body = ConnectionView, headers(("ETag" = String)))))]
+pub async fn verify(
+    State(state): State<AppState>,
+    scoped: Scoped,
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<Response> {
+    let id = connection_id(&params)?;
+    let (verified, changes) = state.connections().verify(scoped.scope.id(), id).await?;
+    audit(scoped.audit.as_ref(), target(id), changes);
+    Ok(with_etag(
+        Json(ConnectionView::from(&verified.value)).into_response(),
+        &verified.version,
+    ))
+}
+
+/// Choose the subscriptions to sync (replaces the previous choice). Each must be usable.
+#[utoipa::path(put, path = "/api/v1/workspaces/{id}/connections/{connectionId}/subscriptions", tag = "connections",
+    request_body = ChooseSubscriptions,
+    params(("id" = String, Path, description = "Workspace id"), ("connectionId" = String, Path, description = "Connection id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag you read; 412 if it changed since")),
+    responses((status = 200, description = "Chosen", body = ConnectionView, headers(("ETag" = String)))))]
+pub async fn choose_subscriptions(
+    State(state): State<AppState>,
+    scoped: Scoped,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ChooseSubscriptions>,
+) -> Result<Response> {
+    let id = connection_id(&params)?;
+    let guard = if_match(&headers);
+    let (chosen, changes) = state
+        .connections()
+        .choose_subscriptions(scoped.scope.id(), id, &body.subscription_ids, guard.as_ref())
+        .await?;
+    audit(scoped.audit.as_ref(), target(id), changes);
+    Ok(with_etag(
+        Json(ConnectionView::from(&chosen.value)).into_response(),
+        &chosen.version,
+    ))
+}
+
+/// Replace the client secret (before it expires, or after a leak) and verify with it.
+#[utoipa::path(put, path = "/api/v1/workspaces/{id}/connections/{connectionId}/secret", tag = "connections",
+    request_body = RotateSecret,
+    params(("id" = String, Path, description = "Workspace id"), ("connectionId" = String, Path, description = "Connection id")),
+    responses((status = 200, description = "Replaced and verified (see `state`)", body = ConnectionView, headers(("ETag" = String)))))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    scoped: Scoped,
+    Path(params): Path<HashMap<String, String>>,
+    JsonBody(body): JsonBody<RotateSecret>,
+) -> Result<Response> {
+    let id = connection_id(&params)?;
+    let acting = Acting::user(scoped.caller.user, request_id.0);
+    let rotated = state
+        .connections()
+        .rotate_secret(
+            scoped.scope.id(),
+            id,
+            SecretString::from(body.client_secret),
+            body.secret_expires_on,
+            &acting,
+        )
+        .await?;
+    audit(
+        scoped.audit.as_ref(),
+        target(id),
+        vec![Change::secret("clientSecret")],
+    );
+    Ok(with_etag(
+        Json(ConnectionView::from(&rotated.value)).into_response(),
+        &rotated.version,
+    ))
+}
+
+/// Delete the connection. Its encrypted secret is deleted with it, at once: no later sync or
+/// health check can call Azure with it.
+#[utoipa::path(delete, path = "/api/v1/workspaces/{id}/connections/{connectionId}", tag = "connections",
+    params(("id" = String, Path, description = "Workspace id"), ("connectionId" = String, Path, description = "Connection id")),
+    responses((status = 204, description = "Deleted")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    scoped: Scoped,
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<StatusCode> {
+    let id = connection_id(&params)?;
+    state.connections().delete(scoped.scope.id(), id).await?;
+    audit(
+        scoped.audit.as_ref(),
+        target(id),
+        vec![Change::new("connection", Some("present".into()), None)],
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
