@@ -50,22 +50,7 @@ impl AppState {
         let idempotency = Arc::new(crate::storage::idempotency::TableIdempotencyStore::new(
             storage.clone(),
         ));
-        // The keyring was validated with the settings; absent, creating a connection answers 503.
-        let keyring = settings.data_keys.as_ref().and_then(|keys| {
-            crate::secrets::Keyring::parse(keys)
-                .map(Arc::new)
-                .map_err(|err| tracing::error!(error = %err, "data-encryption keyring unusable"))
-                .ok()
-        });
-        let connections = Arc::new(ConnectionService::new(
-            Arc::new(crate::storage::azure_connections::TableConnectionStore::new(
-                storage.clone(),
-            )),
-            Arc::new(crate::azure::AzureInspector::new(settings.azure.clone())),
-            Arc::new(crate::storage::events::QueueEventSink::new(storage.clone())),
-            audit.clone(),
-            keyring,
-        ));
+        let connections = Arc::new(connection_service(&settings, &storage, audit.clone()));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -133,6 +118,29 @@ impl AppState {
             .await
             .map(|_| ())
     }
+}
+
+/// The connections service over this deployment's storage, Azure endpoints and data keys (also
+/// used by the `rotate-secrets` operator command).
+pub fn connection_service(
+    settings: &Settings,
+    storage: &Storage,
+    audit: Arc<dyn AuditLog>,
+) -> ConnectionService {
+    // The keyring was validated with the settings; absent, storing a secret answers 503.
+    let keyring = settings.data_keys.as_ref().and_then(|keys| {
+        crate::secrets::Keyring::parse(keys)
+            .map(Arc::new)
+            .map_err(|err| tracing::error!(error = %err, "data-encryption keyring unusable"))
+            .ok()
+    });
+    ConnectionService::new(
+        Arc::new(crate::storage::azure_connections::TableConnectionStore::new(storage.clone())),
+        Arc::new(crate::azure::AzureInspector::new(settings.azure.clone())),
+        Arc::new(crate::storage::events::QueueEventSink::new(storage.clone())),
+        audit,
+        keyring,
+    )
 }
 
 /// The custom handler, bound and ready to serve.

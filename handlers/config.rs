@@ -590,6 +590,41 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_the_published_development_data_key_and_a_foreign_azure_endpoint() {
+        let env = vars(&[
+            (PORT, "7100"),
+            (STORAGE_CONNECTION, "UseDevelopmentStorage=true"),
+            (
+                DATA_KEYS,
+                &format!("k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,{DEV_DATA_KEYS}"),
+            ),
+            (AUTH_AUDIENCE, "api://sixpence"),
+            (AZURE_ARM_ENDPOINT, "http://management.example.com"),
+        ]);
+        let err = Settings::from_vars(|n| env.get(n).cloned()).expect_err("invalid");
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(
+            err.to_string().contains("published development key"),
+            "{err}"
+        );
+        assert!(err.to_string().contains(AZURE_ARM_ENDPOINT), "{err}");
+        assert!(!err.to_string().contains(DEV_DATA_KEY_MATERIAL), "{err}");
+
+        let mut dev = env.clone();
+        dev.insert(ENVIRONMENT.to_owned(), "development".to_owned());
+        dev.insert(
+            AZURE_ARM_ENDPOINT.to_owned(),
+            "http://127.0.0.1:8089/".to_owned(),
+        );
+        let settings = Settings::from_vars(|n| dev.get(n).cloned()).expect("valid locally");
+        assert_eq!(settings.azure.arm.as_str(), "http://127.0.0.1:8089/");
+        assert_eq!(
+            settings.azure.authority.as_str(),
+            "https://login.microsoftonline.com/"
+        );
+    }
+
+    #[test]
     fn secret_values_never_appear_in_errors() {
         let env = vars(&[
             (PORT, "7100"),

@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use secrecy::SecretString;
 use time::{Date, OffsetDateTime};
 
@@ -26,8 +25,6 @@ use crate::domain::tenancy::{UserId, WorkspaceId};
 use crate::error::{Error, Result};
 use crate::secrets::{Keyring, SealContext, Sealed, SecretError};
 
-/// Health checks in flight at once (each makes a handful of ARM calls for one customer tenant).
-const CONCURRENT_HEALTH_CHECKS: usize = 8;
 /// Attempts to write a verification over concurrent changes before giving up.
 const WRITE_ATTEMPTS: usize = 3;
 /// The component name system-made audit records carry.
@@ -42,7 +39,8 @@ pub struct NewConnection {
     pub secret_expires_on: Option<Date>,
 }
 
-/// Who is acting, for the step-by-step audit records this service writes itself.
+/// Sixpence acting on its own (a timer, a queue function), for the audit records of the steps it
+/// takes without a request. A request's own record is written by the API's route guard.
 #[derive(Debug, Clone)]
 pub struct Acting {
     pub actor: Actor,
@@ -50,14 +48,7 @@ pub struct Acting {
 }
 
 impl Acting {
-    pub fn user(user: UserId, request_id: impl Into<String>) -> Self {
-        Self {
-            actor: Actor::User { id: user },
-            request_id: request_id.into(),
-        }
-    }
-
-    fn system(component: &str) -> Self {
+    pub fn system(component: &str) -> Self {
         Self {
             actor: Actor::System {
                 component: component.to_owned(),
@@ -96,7 +87,10 @@ pub struct ConnectionService {
 
 /// The associated data a connection's secret is sealed under: its workspace and its record.
 fn seal_context(workspace: WorkspaceId, id: ConnectionId) -> SealContext {
-    SealContext::new(workspace.to_string(), format!("connection/{id}/client-secret"))
+    SealContext::new(
+        workspace.to_string(),
+        format!("connection/{id}/client-secret"),
+    )
 }
 
 fn sealing_failed(err: SecretError) -> Error {
@@ -128,7 +122,12 @@ impl ConnectionService {
         self.keyring.as_deref().ok_or(Error::NoKeyring)
     }
 
-    fn seal(&self, workspace: WorkspaceId, id: ConnectionId, secret: &SecretString) -> Result<SealedSecret> {
+    fn seal(
+        &self,
+        workspace: WorkspaceId,
+        id: ConnectionId,
+        secret: &SecretString,
+    ) -> Result<SealedSecret> {
         let sealed = self
             .keyring()?
             .seal(secret, &seal_context(workspace, id))
@@ -156,18 +155,23 @@ impl ConnectionService {
     }
 
     /// Creates a connection and verifies it at once. The connection is kept even when the
-    /// verification fails, so the admin can correct the secret without starting over.
+    /// verification fails, so the admin can correct the secret without starting over. Returns the
+    /// state it reached, for the request's audit record.
     pub async fn create(
         &self,
         workspace: WorkspaceId,
         new: NewConnection,
         created_by: UserId,
-        acting: &Acting,
-    ) -> Result<Versioned<Connection>> {
+    ) -> Result<(Versioned<Connection>, Vec<Change>)> {
         connections::validate_ids(&new.tenant_id, &new.client_id)?;
         let name = connections::connection_name(&new.name)?;
-        if secrecy::ExposeSecret::expose_secret(&new.secret).trim().is_empty() {
-            return Err(ConnectionError::Invalid("clientSecret must not be empty".to_owned()).into());
+        if secrecy::ExposeSecret::expose_secret(&new.secret)
+            .trim()
+            .is_empty()
+        {
+            return Err(
+                ConnectionError::Invalid("clientSecret must not be empty".to_owned()).into(),
+            );
         }
         let id = ConnectionId::new();
         let connection = Connection {
@@ -195,10 +199,11 @@ impl ConnectionService {
                     version,
                 },
                 VerifiedBy::Admin,
-                Some(acting),
+                None,
             )
             .await?;
-        Ok(verified)
+        let changes = state_changes(ConnectionState::Created, &verified.value);
+        Ok((verified, changes))
     }
 
     /// An admin's verification: signs in, re-reads subscriptions and permissions, and revives a
@@ -217,11 +222,25 @@ impl ConnectionService {
             // Nothing changed; say why rather than answering as if all were well.
             return Err(ConnectionError::AzureUnavailable(problem.message).into());
         }
-        let changes = state_changes(before, &verified.value);
+        // Always say what the verification found, even when the state did not move.
+        let mut changes = vec![Change::new(
+            "state",
+            Some(before.as_str().to_owned()),
+            Some(verified.value.state().as_str().to_owned()),
+        )];
+        changes.extend(
+            state_changes(before, &verified.value)
+                .into_iter()
+                .filter(|c| c.field != "state"),
+        );
         Ok((verified, changes))
     }
 
-    pub async fn get(&self, workspace: WorkspaceId, id: ConnectionId) -> Result<Versioned<Connection>> {
+    pub async fn get(
+        &self,
+        workspace: WorkspaceId,
+        id: ConnectionId,
+    ) -> Result<Versioned<Connection>> {
         self.store.get(workspace, id).await?.ok_or(Error::NotFound)
     }
 
@@ -251,7 +270,8 @@ impl ConnectionService {
         loop {
             attempt += 1;
             let mut connection = current.value.clone();
-            let findings = connection.apply_verification(outcome.clone(), by, OffsetDateTime::now_utc());
+            let findings =
+                connection.apply_verification(outcome.clone(), by, OffsetDateTime::now_utc());
             if connection == current.value {
                 return Ok((current, transient));
             }
@@ -344,18 +364,20 @@ impl ConnectionService {
         connection.choose_subscriptions(subscription_ids)?;
         let version = self.store.update(&connection, &current.version).await?;
         let selected = |c: &Connection| {
-            c.subscriptions
+            let ids: Vec<&str> = c
+                .subscriptions
                 .iter()
                 .filter(|s| s.selected)
-                .map(|s| s.subscription_id.clone())
-                .collect::<Vec<_>>()
-                .join(",")
+                .map(|s| s.subscription_id.as_str())
+                .collect();
+            (!ids.is_empty()).then(|| ids.join(","))
         };
-        let changes = vec![Change::new(
+        let mut changes = vec![Change::new(
             "subscriptions",
-            Some(selected(&current.value)),
-            Some(selected(&connection)),
+            selected(&current.value),
+            selected(&connection),
         )];
+        changes.extend(state_changes(current.value.state(), &connection));
         Ok((
             Versioned {
                 value: connection,
@@ -365,22 +387,28 @@ impl ConnectionService {
         ))
     }
 
-    /// Replaces the client secret and verifies the connection with it.
+    /// Replaces the client secret and verifies the connection with it. Returns the state change,
+    /// for the request's audit record.
     pub async fn rotate_secret(
         &self,
         workspace: WorkspaceId,
         id: ConnectionId,
         secret: SecretString,
         expires_on: Option<Date>,
-        acting: &Acting,
-    ) -> Result<Versioned<Connection>> {
-        if secrecy::ExposeSecret::expose_secret(&secret).trim().is_empty() {
-            return Err(ConnectionError::Invalid("clientSecret must not be empty".to_owned()).into());
+    ) -> Result<(Versioned<Connection>, Vec<Change>)> {
+        if secrecy::ExposeSecret::expose_secret(&secret)
+            .trim()
+            .is_empty()
+        {
+            return Err(
+                ConnectionError::Invalid("clientSecret must not be empty".to_owned()).into(),
+            );
         }
         let current = self.get(workspace, id).await?;
         let mut connection = current.value.clone();
         connection.replace_secret(self.seal(workspace, id, &secret)?, expires_on);
         drop(secret);
+        let before = current.value.state();
         let version = self.store.update(&connection, &current.version).await?;
         let (verified, _) = self
             .verify_with(
@@ -389,10 +417,11 @@ impl ConnectionService {
                     version,
                 },
                 VerifiedBy::Admin,
-                Some(acting),
+                None,
             )
             .await?;
-        Ok(verified)
+        let changes = state_changes(before, &verified.value);
+        Ok((verified, changes))
     }
 
     /// Deletes the connection; its sealed secret goes with the row, so no later call can use it.
@@ -413,7 +442,8 @@ impl ConnectionService {
             let current = self.get(workspace, id).await?;
             let before = current.value.state();
             let mut connection = current.value.clone();
-            let Some(finding) = connection.record_access_lost(problem.clone(), OffsetDateTime::now_utc())
+            let Some(finding) =
+                connection.record_access_lost(problem.clone(), OffsetDateTime::now_utc())
             else {
                 return Ok(());
             };
@@ -433,26 +463,39 @@ impl ConnectionService {
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(Error::Conflict("the connection kept changing; try again".to_owned()))
+        Err(Error::Conflict(
+            "the connection kept changing; try again".to_owned(),
+        ))
     }
 
-    /// Re-verifies every active connection and reminds of expiring secrets. One connection's
-    /// failure never stops the others.
-    pub async fn health_check_all(&self, today: Date) -> Result<HealthReport> {
-        let all = self.store.all().await?;
-        let reports = futures::stream::iter(all.into_iter().filter(|c| c.value.is_active()))
-            .map(|connection| self.health_check(connection, today))
-            .buffer_unordered(CONCURRENT_HEALTH_CHECKS)
-            .collect::<Vec<_>>()
-            .await;
-        let mut total = HealthReport::default();
-        for report in reports {
-            total.checked += report.checked;
-            total.revoked += report.revoked;
-            total.events += report.events;
-            total.skipped += report.skipped;
+    /// Every connection the health check should look at: verified, healthy, in any workspace.
+    pub async fn active_connections(&self) -> Result<Vec<(WorkspaceId, ConnectionId)>> {
+        Ok(self
+            .store
+            .all()
+            .await?
+            .into_iter()
+            .filter(|c| c.value.is_active())
+            .map(|c| (c.value.workspace, c.value.id))
+            .collect())
+    }
+
+    /// Re-verifies one connection and reminds of an expiring secret. A connection deleted, revoked
+    /// or not yet verified meanwhile is left alone. Only a storage failure is an error (the message
+    /// is retried); Azure's own failures are the report's business.
+    pub async fn health_check_one(
+        &self,
+        workspace: WorkspaceId,
+        id: ConnectionId,
+        today: Date,
+    ) -> Result<HealthReport> {
+        let Some(connection) = self.store.get(workspace, id).await? else {
+            return Ok(HealthReport::default());
+        };
+        if !connection.value.is_active() {
+            return Ok(HealthReport::default());
         }
-        Ok(total)
+        Ok(self.health_check(connection, today).await)
     }
 
     async fn health_check(&self, connection: Versioned<Connection>, today: Date) -> HealthReport {
@@ -485,7 +528,8 @@ impl ConnectionService {
             // Record the reminder first: a lost event is better than one raised every hour.
             match self.store.update(&reminded, &verified.version).await {
                 Ok(_) => {
-                    if let Some(event) = reminded.expiry_event(days_left, OffsetDateTime::now_utc()) {
+                    if let Some(event) = reminded.expiry_event(days_left, OffsetDateTime::now_utc())
+                    {
                         match self.events.raise(&event).await {
                             Ok(()) => report.events += 1,
                             Err(err) => {
@@ -524,12 +568,19 @@ impl ConnectionService {
         mut current: Versioned<Connection>,
     ) -> std::result::Result<bool, String> {
         for _ in 0..WRITE_ATTEMPTS {
-            let sealed: Sealed = current.value.secret.0.parse().map_err(|e: SecretError| e.to_string())?;
+            let sealed: Sealed = current
+                .value
+                .secret
+                .0
+                .parse()
+                .map_err(|e: SecretError| e.to_string())?;
             if !keyring.needs_rotation(&sealed) {
                 return Ok(false);
             }
             let context = seal_context(current.value.workspace, current.value.id);
-            let resealed = keyring.reseal(&sealed, &context).map_err(|e| e.to_string())?;
+            let resealed = keyring
+                .reseal(&sealed, &context)
+                .map_err(|e| e.to_string())?;
             let mut connection = current.value.clone();
             connection.secret = SealedSecret(resealed.to_string());
             match self.store.update(&connection, &current.version).await {

@@ -31,7 +31,9 @@ pub enum Error {
     #[error(transparent)]
     Connection(#[from] ConnectionError),
     /// Sixpence has no data-encryption key configured, so it cannot store secrets (HTTP 503).
-    #[error("secrets cannot be stored: the data-encryption keyring (SIXPENCE_DATA_KEYS) is not configured")]
+    #[error(
+        "secrets cannot be stored: the data-encryption keyring (SIXPENCE_DATA_KEYS) is not configured"
+    )]
     NoKeyring,
     /// The resource does not exist, or the caller may not know it exists (HTTP 404).
     #[error("not found")]

@@ -34,6 +34,10 @@ enum Command {
     },
     /// Print a bearer token a local run (SIXPENCE_ENVIRONMENT=development) accepts.
     DevToken(DevTokenArgs),
+    /// Re-encrypt every connection secret not sealed under the newest key of SIXPENCE_DATA_KEYS
+    /// (run after prepending a new key; idempotent and resumable). Reads the app's settings from
+    /// the environment.
+    RotateSecrets,
 }
 
 #[derive(Args)]
@@ -73,6 +77,55 @@ fn main() -> ExitCode {
         Command::Serve => runtime.block_on(serve()),
         Command::DevToken(args) => dev_token(args),
         Command::Detect { args } => detect(&args),
+        Command::RotateSecrets => runtime.block_on(rotate_secrets()),
+    }
+}
+
+async fn rotate_secrets() -> ExitCode {
+    // The app's own settings, minus the port the host would assign: this command serves nothing.
+    let settings = match Settings::from_vars(|name| {
+        if name == sixpence::config::PORT {
+            Some("1".to_owned())
+        } else {
+            std::env::var(name).ok()
+        }
+    }) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("sixpence: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let storage = match sixpence::storage::Storage::connect(&settings.storage) {
+        Ok(storage) => storage,
+        Err(err) => {
+            eprintln!("sixpence: cannot reach storage: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let audit = std::sync::Arc::new(sixpence::storage::audit::TableAuditLog::new(
+        storage.clone(),
+    ));
+    let service = sixpence::app::connection_service(&settings, &storage, audit);
+    match service.rotate_keys().await {
+        Ok(report) => {
+            println!(
+                "resealed {} secret(s); {} already under the current key",
+                report.resealed, report.already_current
+            );
+            for failure in &report.failures {
+                eprintln!("failed: {failure}");
+            }
+            if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("sixpence: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

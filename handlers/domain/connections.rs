@@ -147,9 +147,13 @@ pub enum Health {
     Unverified,
     Healthy,
     /// Never worked: the admin has to fix the details.
-    Failed { problem: Problem },
+    Failed {
+        problem: Problem,
+    },
     /// Worked, then stopped: no calls are made until an admin re-verifies.
-    Revoked { problem: Problem },
+    Revoked {
+        problem: Problem,
+    },
 }
 
 /// A Sixpence feature a subscription may lack for want of a role.
@@ -611,7 +615,11 @@ impl Connection {
 
     /// Records that a data call was refused (401/403): the connection is revoked at once.
     /// Returns the finding the first time only.
-    pub fn record_access_lost(&mut self, problem: AccessProblem, now: OffsetDateTime) -> Option<Finding> {
+    pub fn record_access_lost(
+        &mut self,
+        problem: AccessProblem,
+        now: OffsetDateTime,
+    ) -> Option<Finding> {
         if self.is_revoked() {
             return None;
         }
@@ -729,7 +737,8 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<Option<Versioned<Connection>>, StoreError>;
     async fn list(&self, workspace: WorkspaceId) -> Result<Vec<Versioned<Connection>>, StoreError>;
     /// Replaces the connection if it is still at `guard`.
-    async fn update(&self, connection: &Connection, guard: &Version) -> Result<Version, StoreError>;
+    async fn update(&self, connection: &Connection, guard: &Version)
+    -> Result<Version, StoreError>;
     /// Removes the connection and its secret at once.
     async fn delete(&self, workspace: WorkspaceId, id: ConnectionId) -> Result<(), StoreError>;
     /// Every connection of every workspace (the health timer, key rotation).
@@ -791,8 +800,11 @@ mod tests {
     fn onboarding_moves_forward_and_a_never_working_connection_fails_rather_than_revokes() {
         let mut c = connection();
         assert_eq!(c.state(), ConnectionState::Created);
-        let findings =
-            c.apply_verification(Err(refused(ProblemKind::WrongSecret)), VerifiedBy::Admin, now());
+        let findings = c.apply_verification(
+            Err(refused(ProblemKind::WrongSecret)),
+            VerifiedBy::Admin,
+            now(),
+        );
         assert!(findings.is_empty());
         assert_eq!(c.state(), ConnectionState::Failed);
         assert!(!c.is_active());
@@ -826,7 +838,11 @@ mod tests {
     #[test]
     fn a_working_connection_that_is_refused_is_revoked_once_and_only_an_admin_revives_it() {
         let mut c = connection();
-        c.apply_verification(Ok(vec![sub("a", true, true, &[])]), VerifiedBy::Admin, now());
+        c.apply_verification(
+            Ok(vec![sub("a", true, true, &[])]),
+            VerifiedBy::Admin,
+            now(),
+        );
         c.choose_subscriptions(&["a".into()]).unwrap();
 
         let findings = c.apply_verification(
@@ -834,16 +850,30 @@ mod tests {
             VerifiedBy::HealthCheck,
             now(),
         );
-        assert!(matches!(&findings[..], [Finding::Revoked(p)] if p.kind == ProblemKind::SecretExpired));
+        assert!(
+            matches!(&findings[..], [Finding::Revoked(p)] if p.kind == ProblemKind::SecretExpired)
+        );
         assert_eq!(c.state(), ConnectionState::Revoked);
         // Not again, and the timer neither calls nor revives it.
-        assert!(c
-            .apply_verification(Ok(vec![sub("a", true, true, &[])]), VerifiedBy::HealthCheck, now())
-            .is_empty());
+        assert!(
+            c.apply_verification(
+                Ok(vec![sub("a", true, true, &[])]),
+                VerifiedBy::HealthCheck,
+                now()
+            )
+            .is_empty()
+        );
         assert_eq!(c.state(), ConnectionState::Revoked);
-        assert!(c.record_access_lost(refused(ProblemKind::AccessRevoked), now()).is_none());
+        assert!(
+            c.record_access_lost(refused(ProblemKind::AccessRevoked), now())
+                .is_none()
+        );
 
-        c.apply_verification(Ok(vec![sub("a", true, true, &[])]), VerifiedBy::Admin, now());
+        c.apply_verification(
+            Ok(vec![sub("a", true, true, &[])]),
+            VerifiedBy::Admin,
+            now(),
+        );
         assert_eq!(c.state(), ConnectionState::SubscriptionsChosen);
         assert_eq!(c.selected_subscriptions().count(), 1, "the choice survives");
     }
@@ -851,7 +881,11 @@ mod tests {
     #[test]
     fn transient_failures_change_nothing_once_verified() {
         let mut c = connection();
-        c.apply_verification(Ok(vec![sub("a", true, true, &[])]), VerifiedBy::Admin, now());
+        c.apply_verification(
+            Ok(vec![sub("a", true, true, &[])]),
+            VerifiedBy::Admin,
+            now(),
+        );
         let findings = c.apply_verification(
             Err(refused(ProblemKind::Unavailable)),
             VerifiedBy::HealthCheck,
@@ -870,8 +904,11 @@ mod tests {
             now(),
         );
         c.choose_subscriptions(&["a".into(), "b".into()]).unwrap();
-        let findings =
-            c.apply_verification(Ok(vec![sub("a", true, true, &[])]), VerifiedBy::HealthCheck, now());
+        let findings = c.apply_verification(
+            Ok(vec![sub("a", true, true, &[])]),
+            VerifiedBy::HealthCheck,
+            now(),
+        );
         assert_eq!(
             findings,
             vec![Finding::SubscriptionAccessLost {
@@ -880,13 +917,19 @@ mod tests {
         );
         assert!(c.is_active());
         let findings = c.apply_verification(Ok(vec![]), VerifiedBy::HealthCheck, now());
-        assert!(matches!(&findings[..], [Finding::Revoked(p)] if p.kind == ProblemKind::NoSubscriptions));
+        assert!(
+            matches!(&findings[..], [Finding::Revoked(p)] if p.kind == ProblemKind::NoSubscriptions)
+        );
     }
 
     #[test]
     fn a_newly_granted_write_is_reported_by_the_timer_once() {
         let mut c = connection();
-        c.apply_verification(Ok(vec![sub("a", true, true, &[])]), VerifiedBy::Admin, now());
+        c.apply_verification(
+            Ok(vec![sub("a", true, true, &[])]),
+            VerifiedBy::Admin,
+            now(),
+        );
         let over = || Ok(vec![sub("a", true, true, &["*"])]);
         let findings = c.apply_verification(over(), VerifiedBy::HealthCheck, now());
         assert_eq!(
@@ -896,7 +939,10 @@ mod tests {
                 excess_actions: vec!["*".into()]
             }]
         );
-        assert!(c.apply_verification(over(), VerifiedBy::HealthCheck, now()).is_empty());
+        assert!(
+            c.apply_verification(over(), VerifiedBy::HealthCheck, now())
+                .is_empty()
+        );
         let event = c.event(&findings[0], now());
         assert!(matches!(
             event.kind,
@@ -913,8 +959,14 @@ mod tests {
         c.secret_expires_on = Some(today + time::Duration::days(20));
         assert_eq!(c.take_expiry_reminder(today), Some(20));
         assert_eq!(c.take_expiry_reminder(today), None);
-        assert_eq!(c.take_expiry_reminder(today + time::Duration::days(14)), Some(6));
-        assert_eq!(c.take_expiry_reminder(today + time::Duration::days(15)), None);
+        assert_eq!(
+            c.take_expiry_reminder(today + time::Duration::days(14)),
+            Some(6)
+        );
+        assert_eq!(
+            c.take_expiry_reminder(today + time::Duration::days(15)),
+            None
+        );
         c.replace_secret(
             SealedSecret("v1.k.n.d".into()),
             Some(today + time::Duration::days(5)),

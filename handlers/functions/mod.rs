@@ -61,7 +61,9 @@ pub const REGISTRY: &[FunctionDef] = &[
     http::health::FUNCTION,
     http::api::FUNCTION,
     timer::heartbeat::FUNCTION,
+    timer::connection_health::FUNCTION,
     queue::queue_probe::FUNCTION,
+    queue::connection_check::FUNCTION,
 ];
 
 /// Looks a function up by its name.

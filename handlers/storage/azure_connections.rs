@@ -242,7 +242,11 @@ impl ConnectionStore for TableConnectionStore {
         Ok(connections)
     }
 
-    async fn update(&self, connection: &Connection, guard: &Version) -> Result<Version, StoreError> {
+    async fn update(
+        &self,
+        connection: &Connection,
+        guard: &Version,
+    ) -> Result<Version, StoreError> {
         let entity = to_row(connection)?;
         self.table()?
             .update(

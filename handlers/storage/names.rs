@@ -35,7 +35,11 @@ pub const TABLES: &[&str] = &[
 pub const EVENTS_QUEUE: &str = "events";
 
 /// Queues.
-pub const QUEUES: &[&str] = &[crate::functions::queue::queue_probe::QUEUE, EVENTS_QUEUE];
+pub const QUEUES: &[&str] = &[
+    crate::functions::queue::queue_probe::QUEUE,
+    crate::functions::queue::connection_check::QUEUE,
+    EVENTS_QUEUE,
+];
 
 /// Blob containers.
 pub const CONTAINERS: &[&str] = &["raw-cost-pages"];

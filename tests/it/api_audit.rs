@@ -22,8 +22,14 @@ struct Case {
     target: Option<String>,
 }
 
-fn case(spec: &RouteSpec, cast: &Cast, old_name: &str) -> Case {
+fn case(
+    spec: &RouteSpec,
+    cast: &Cast,
+    old_name: &str,
+    sim: &sixpence_azure_sim::Credentials,
+) -> Case {
     let (a, viewer, invitation) = (&cast.a, &cast.viewer.id, &cast.invitation);
+    let connection = &cast.connection;
     let owner = cast.owner.clone();
     let case = |path: String, body: Option<Value>, caller: &Person, changes: Value| Case {
         path,
@@ -102,6 +108,61 @@ fn case(spec: &RouteSpec, cast: &Cast, old_name: &str) -> Case {
                 json!([{"field": "member", "from": null, "to": "viewer"}]),
             )
         },
+        ("POST", "/api/v1/workspaces/{id}/connections") => case(
+            format!("/api/v1/workspaces/{a}/connections"),
+            Some(json!({
+                "name": "Audited",
+                "tenantId": sim.tenant_id,
+                "clientId": sim.client_id,
+                "clientSecret": sim.client_secret,
+            })),
+            &owner,
+            json!([
+                {"field": "tenantId", "from": null, "to": sim.tenant_id.to_ascii_lowercase()},
+                {"field": "clientId", "from": null, "to": sim.client_id.to_ascii_lowercase()},
+                {"field": "clientSecret", "from": null, "to": "(changed)"},
+                {"field": "state", "from": "created", "to": "verified"}
+            ]),
+        ),
+        ("DELETE", "/api/v1/workspaces/{id}/connections/{connectionId}") => Case {
+            target: Some(format!("connection/{connection}")),
+            ..case(
+                format!("/api/v1/workspaces/{a}/connections/{connection}"),
+                None,
+                &owner,
+                json!([{"field": "connection", "from": "present", "to": null}]),
+            )
+        },
+        ("POST", "/api/v1/workspaces/{id}/connections/{connectionId}/verify") => Case {
+            target: Some(format!("connection/{connection}")),
+            ..case(
+                format!("/api/v1/workspaces/{a}/connections/{connection}/verify"),
+                None,
+                &owner,
+                json!([{"field": "state", "from": "verified", "to": "verified"}]),
+            )
+        },
+        ("PUT", "/api/v1/workspaces/{id}/connections/{connectionId}/secret") => Case {
+            target: Some(format!("connection/{connection}")),
+            ..case(
+                format!("/api/v1/workspaces/{a}/connections/{connection}/secret"),
+                Some(json!({"clientSecret": sim.client_secret})),
+                &owner,
+                json!([{"field": "clientSecret", "from": null, "to": "(changed)"}]),
+            )
+        },
+        ("PUT", "/api/v1/workspaces/{id}/connections/{connectionId}/subscriptions") => Case {
+            target: Some(format!("connection/{connection}")),
+            ..case(
+                format!("/api/v1/workspaces/{a}/connections/{connection}/subscriptions"),
+                Some(json!({"subscriptionIds": [sim.subscriptions[0]]})),
+                &owner,
+                json!([
+                    {"field": "subscriptions", "from": null, "to": sim.subscriptions[0]},
+                    {"field": "state", "from": "verified", "to": "subscriptionsChosen"}
+                ]),
+            )
+        },
         (method, path) => panic!(
             "{method} {path} changes state but is not described in api_audit::case: say who makes a \
              successful call and what its audit record's `changes` are"
@@ -131,7 +192,7 @@ async fn every_state_changing_route_writes_exactly_one_record() {
             .as_str()
             .expect("name")
             .to_owned();
-        let case = case(&spec, &cast, &old_name);
+        let case = case(&spec, &cast, &old_name, &app.sim.credentials(0));
         let before = match &case.workspace {
             Some(ws) => app.audit_records(&owner, ws).await,
             None => Vec::new(),
@@ -314,15 +375,15 @@ async fn the_trail_filters_pages_newest_first_and_cannot_be_edited() {
         .await;
     assert_eq!(changed.status, 200, "{}", changed.text);
 
-    // create + 4 invitations + 3 accepts + rename + role change.
+    // create + 4 invitations + 3 accepts + a connection + rename + role change.
     let all = items(&list(&app, owner, a, "limit=200").await);
-    assert_eq!(all.len(), 10, "{all:#?}");
+    assert_eq!(all.len(), 11, "{all:#?}");
     assert!(
         all.windows(2).all(|w| at(&w[0]) >= at(&w[1])),
         "newest first: {all:#?}"
     );
     assert_eq!(all[0]["action"], "member.role.change");
-    assert_eq!(all[9]["action"], "workspace.create");
+    assert_eq!(all[10]["action"], "workspace.create");
 
     // Pages of three, linked by cursors, add up to the whole trail in the same order.
     let mut paged = Vec::new();

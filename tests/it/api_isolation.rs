@@ -106,6 +106,35 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             (Invitee, 200, None)
         }
         ("GET", "/api/v1/workspaces/{id}/audit") => (Administer, 200, None),
+        ("GET", "/api/v1/workspaces/{id}/connections") => (Read, 200, None),
+        ("GET", "/api/v1/workspaces/{id}/connections/{connectionId}") => (Read, 200, None),
+        ("POST", "/api/v1/workspaces/{id}/connections") => (
+            Administer,
+            201,
+            // The ids of a tenant the simulator does not know: created, and failed, all the same.
+            Some(json!({
+                "name": format!("Matrix {unique}"),
+                "tenantId": uuid::Uuid::new_v4().to_string(),
+                "clientId": uuid::Uuid::new_v4().to_string(),
+                "clientSecret": "not-a-real-secret",
+            })),
+        ),
+        ("DELETE", "/api/v1/workspaces/{id}/connections/{connectionId}") => (Administer, 204, None),
+        ("POST", "/api/v1/workspaces/{id}/connections/{connectionId}/verify") => {
+            (Administer, 200, None)
+        }
+        ("PUT", "/api/v1/workspaces/{id}/connections/{connectionId}/secret") => (
+            Administer,
+            200,
+            Some(json!({ "clientSecret": "another-secret" })),
+        ),
+        ("PUT", "/api/v1/workspaces/{id}/connections/{connectionId}/subscriptions") => (
+            Administer,
+            // The body names a subscription the principal cannot see: a member with the role
+            // reaches the rule (400), everyone else is stopped before it.
+            400,
+            Some(json!({ "subscriptionIds": ["00000000-0000-0000-0000-000000000000"] })),
+        ),
         (method, path) => panic!(
             "{method} {path} is not classified in api_isolation::classify: declare who may call it, \
              what an authorised call answers and the body it needs, so the permission matrix covers it"
@@ -177,7 +206,8 @@ fn path_for(spec: &RouteSpec, cast: &Cast) -> String {
         .path
         .replace("{id}", &cast.a)
         .replace("{userId}", &cast.viewer.id)
-        .replace("{invitationId}", &cast.invitation);
+        .replace("{invitationId}", &cast.invitation)
+        .replace("{connectionId}", &cast.connection);
     assert!(
         !path.contains('{'),
         "{} {}: a path parameter this test does not know; substitute it in api_isolation::path_for",

@@ -7,6 +7,8 @@ mod api_isolation;
 mod api_openapi;
 mod api_smoke;
 mod app;
+mod connections;
+mod connections_leak;
 mod function_specs;
 mod host_contract;
 mod process;

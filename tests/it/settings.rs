@@ -34,7 +34,10 @@ fn local_settings_example_lists_exactly_the_local_settings_with_their_defaults()
 fn the_example_settings_hold_no_secret() {
     for setting in SETTINGS.iter().filter(|s| s.secret) {
         let value = setting.local_value;
-        let harmless = value.is_empty() || value == "UseDevelopmentStorage=true";
+        // The development data key is published on purpose, and production refuses it.
+        let harmless = value.is_empty()
+            || value == "UseDevelopmentStorage=true"
+            || value == sixpence::config::DEV_DATA_KEYS;
         assert!(
             harmless,
             "{} must not carry a secret value in the example",

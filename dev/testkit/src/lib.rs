@@ -476,6 +476,7 @@ pub fn app_settings(connection_string: &str) -> sixpence::config::Settings {
         ("AzureWebJobsStorage", connection_string),
         ("SIXPENCE_ENVIRONMENT", "development"),
         ("SIXPENCE_DEV_AUTH", DEV_AUTH),
+        ("SIXPENCE_DATA_KEYS", sixpence::config::DEV_DATA_KEYS),
     ];
     let mut settings = sixpence::config::Settings::from_vars(|name| {
         vars.iter()

@@ -1,3 +1,4 @@
 //! Queue functions: one message, one idempotent unit of work.
 
+pub mod connection_check;
 pub mod queue_probe;

@@ -1,3 +1,4 @@
 //! Timer functions: each schedules or records; heavy work fans out through queues.
 
+pub mod connection_health;
 pub mod heartbeat;

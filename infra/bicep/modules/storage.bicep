@@ -42,6 +42,7 @@ var containerNames = [
 // failed attempts; creating it up front lets the poison alert and operators find it before the first failure.
 var queueNames = [
   'queue-probe'
+  'connection-check'
   'cost-sync'
   'anomaly-detect'
   'budget-check'

@@ -170,6 +170,29 @@ impl TestApp {
         assert_eq!(accepted.status, 200, "{}", accepted.text);
     }
 
+    /// Connects `workspace` to the app's simulated tenant (its first tenant's principal); returns
+    /// the connection id. The connection is verified.
+    pub async fn connect(&self, admin: &str, workspace: &str) -> String {
+        let c = self.sim.credentials(0);
+        let created = self
+            .call(
+                "POST",
+                &format!("/api/v1/workspaces/{workspace}/connections"),
+            )
+            .auth(Some(admin))
+            .json(&json!({
+                "name": "Simulated",
+                "tenantId": c.tenant_id,
+                "clientId": c.client_id,
+                "clientSecret": c.client_secret,
+            }))
+            .send()
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        assert_eq!(created.body["state"], "verified", "{}", created.text);
+        created.body["id"].as_str().expect("id").to_owned()
+    }
+
     /// The caller's user id (`GET /me`).
     pub async fn user_id(&self, bearer: &str) -> String {
         let me = self.get_as(bearer, "/api/v1/me").await;
@@ -237,6 +260,8 @@ pub struct Cast {
     pub stranger: Person,
     /// A pending invitation to A for `invitee` (viewer role).
     pub invitation: String,
+    /// A verified connection of A to the app's simulated tenant, no subscription chosen yet.
+    pub connection: String,
 }
 
 fn person(tag: &str, who: &str) -> Person {
@@ -270,6 +295,7 @@ impl Cast {
             app.join(&owner.token, &a, &viewer.email, "viewer"),
         );
         let invitation = app.invite(&owner.token, &a, &invitee.email, "viewer").await;
+        let connection = app.connect(&owner.token, &a).await;
         let mut people = [
             &mut owner,
             &mut admin,
@@ -294,6 +320,7 @@ impl Cast {
             b_owner,
             stranger,
             invitation,
+            connection,
         }
     }
 }

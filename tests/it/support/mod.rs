@@ -27,12 +27,15 @@ pub async fn storage() -> Storage {
     Storage::connect(&connection).expect("storage clients build")
 }
 
-/// A running app and the Azurite behind it. Dropping it stops both.
+/// A running app, the Azurite behind it and the simulated Azure tenant it calls. Dropping it stops
+/// all three.
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     /// Kept alive for as long as the app uses it.
     pub _azurite: Arc<Azurite>,
+    /// The customer tenant the app's connections reach (unless the settings named another loopback one).
+    pub sim: Arc<sixpence_azure_sim::SimTenant>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -41,8 +44,24 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(azurite.clone(), settings(azurite.connection_string())).await
 }
 
-pub async fn spawn_app_with(azurite: Arc<Azurite>, settings: Settings) -> TestApp {
+/// The app on `settings`. Its Azure endpoints point at a fresh simulated tenant unless they already
+/// point at a loopback one: tests never reach the real Azure.
+pub async fn spawn_app_with(azurite: Arc<Azurite>, mut settings: Settings) -> TestApp {
     sixpence::storage::install_crypto_provider();
+    let sim = Arc::new(
+        sixpence_azure_sim::SimTenant::start(sixpence_azure_sim::SimConfig::default())
+            .await
+            .expect("the simulated Azure tenant starts"),
+    );
+    let loopback =
+        |url: &url::Url| matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if !loopback(&settings.azure.arm) || !loopback(&settings.azure.authority) {
+        let base = url::Url::parse(&sim.base_url()).expect("simulator URL");
+        settings.azure = sixpence::azure::AzureEndpoints {
+            arm: base.clone(),
+            authority: base,
+        };
+    }
     let app = App::build(settings).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = oneshot::channel::<()>();
@@ -53,6 +72,7 @@ pub async fn spawn_app_with(azurite: Arc<Azurite>, settings: Settings) -> TestAp
         base,
         http: reqwest::Client::new(),
         _azurite: azurite,
+        sim,
         _shutdown: tx,
     }
 }

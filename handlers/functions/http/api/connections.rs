@@ -6,17 +6,17 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Extension, Path, State};
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use secrecy::SecretString;
 
-use super::context::{JsonBody, RequestId, Scoped, audit, if_match};
+use super::context::{JsonBody, Scoped, audit, if_match};
 use super::views::{ChooseSubscriptions, ConnectionView, CreateConnection, Paged, RotateSecret};
 use super::workspaces::with_etag;
 use crate::app::AppState;
-use crate::connections::{Acting, NewConnection};
+use crate::connections::NewConnection;
 use crate::domain::audit::Change;
 use crate::domain::connections::ConnectionId;
 use crate::error::{Error, Result};
@@ -43,7 +43,6 @@ fn target(id: ConnectionId) -> String {
     responses((status = 201, description = "Created (see `state`)", body = ConnectionView, headers(("ETag" = String), ("Location" = String)))))]
 pub async fn create(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
     scoped: Scoped,
     JsonBody(body): JsonBody<CreateConnection>,
 ) -> Result<Response> {
@@ -54,28 +53,28 @@ pub async fn create(
         secret: SecretString::from(body.client_secret),
         secret_expires_on: body.secret_expires_on,
     };
-    let acting = Acting::user(scoped.caller.user, request_id.0);
-    let created = state
+    let (created, verified) = state
         .connections()
-        .create(scoped.scope.id(), new, scoped.caller.user, &acting)
+        .create(scoped.scope.id(), new, scoped.caller.user)
         .await?;
     let connection = &created.value;
-    audit(
-        scoped.audit.as_ref(),
-        target(connection.id),
-        vec![
-            Change::new("tenantId", None, Some(connection.tenant_id.clone())),
-            Change::new("clientId", None, Some(connection.client_id.clone())),
-            Change::secret("clientSecret"),
-        ],
-    );
+    let mut changes = vec![
+        Change::new("tenantId", None, Some(connection.tenant_id.clone())),
+        Change::new("clientId", None, Some(connection.client_id.clone())),
+        Change::secret("clientSecret"),
+    ];
+    changes.extend(verified);
+    audit(scoped.audit.as_ref(), target(connection.id), changes);
     let location = format!(
         "/api/v1/workspaces/{}/connections/{}",
         connection.workspace, connection.id
     );
-    let mut response = (StatusCode::CREATED, Json(ConnectionView::from(connection))).into_response();
+    let mut response =
+        (StatusCode::CREATED, Json(ConnectionView::from(connection))).into_response();
     if let Ok(value) = location.parse() {
-        response.headers_mut().insert(axum::http::header::LOCATION, value);
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, value);
     }
     Ok(with_etag(response, &created.version))
 }
@@ -152,7 +151,12 @@ pub async fn choose_subscriptions(
     let guard = if_match(&headers);
     let (chosen, changes) = state
         .connections()
-        .choose_subscriptions(scoped.scope.id(), id, &body.subscription_ids, guard.as_ref())
+        .choose_subscriptions(
+            scoped.scope.id(),
+            id,
+            &body.subscription_ids,
+            guard.as_ref(),
+        )
         .await?;
     audit(scoped.audit.as_ref(), target(id), changes);
     Ok(with_etag(
@@ -168,28 +172,23 @@ pub async fn choose_subscriptions(
     responses((status = 200, description = "Replaced and verified (see `state`)", body = ConnectionView, headers(("ETag" = String)))))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
     scoped: Scoped,
     Path(params): Path<HashMap<String, String>>,
     JsonBody(body): JsonBody<RotateSecret>,
 ) -> Result<Response> {
     let id = connection_id(&params)?;
-    let acting = Acting::user(scoped.caller.user, request_id.0);
-    let rotated = state
+    let (rotated, verified) = state
         .connections()
         .rotate_secret(
             scoped.scope.id(),
             id,
             SecretString::from(body.client_secret),
             body.secret_expires_on,
-            &acting,
         )
         .await?;
-    audit(
-        scoped.audit.as_ref(),
-        target(id),
-        vec![Change::secret("clientSecret")],
-    );
+    let mut changes = vec![Change::secret("clientSecret")];
+    changes.extend(verified);
+    audit(scoped.audit.as_ref(), target(id), changes);
     Ok(with_etag(
         Json(ConnectionView::from(&rotated.value)).into_response(),
         &rotated.version,

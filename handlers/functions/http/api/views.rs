@@ -258,6 +258,7 @@ pub struct RotateSecret {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChooseSubscriptions {
+    #[schema(example = json!(["8f7e6d5c-4b3a-2910-8f7e-6d5c4b3a2910"]))]
     pub subscription_ids: Vec<String>,
 }
 
@@ -269,7 +270,9 @@ pub struct ConnectionProblemView {
     /// `accessRevoked`, `noSubscriptions`, `missingRole` or `unavailable`.
     #[schema(example = "secretExpired")]
     pub kind: String,
-    #[schema(example = "The client secret has expired. Create a new secret under the app registration's Certificates & secrets page and update the connection.")]
+    #[schema(
+        example = "The client secret has expired. Create a new secret under the app registration's Certificates & secrets page and update the connection."
+    )]
     pub message: String,
     pub at: String,
 }

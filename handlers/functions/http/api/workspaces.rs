@@ -19,7 +19,10 @@ use crate::domain::audit::Change;
 use crate::domain::tenancy::{self, Member, Role, Workspace, WorkspaceId, WorkspaceSettings};
 use crate::error::{Error, Result};
 
-pub(super) fn with_etag(mut response: Response, version: &crate::domain::store::Version) -> Response {
+pub(super) fn with_etag(
+    mut response: Response,
+    version: &crate::domain::store::Version,
+) -> Response {
     if let Ok(value) = HeaderValue::from_str(&etag(version)) {
         response.headers_mut().insert(header::ETAG, value);
     }
