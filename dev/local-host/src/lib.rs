@@ -18,6 +18,7 @@ macro_rules! say {
 }
 
 pub mod app_root;
+pub mod demo;
 pub mod http_proxy;
 pub mod invoke;
 pub mod payload;

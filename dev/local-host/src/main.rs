@@ -1,10 +1,14 @@
 //! `sixpence-local-host`: run the app locally as the Functions host would, or poke a running one.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sixpence_local_host::app_root::Settings;
+use sixpence_local_host::demo::{self, DemoOptions};
 use sixpence_local_host::{LocalHost, Options};
 
 #[derive(Parser)]
@@ -50,6 +54,29 @@ enum Command {
         #[arg(long, default_value_t = 7071)]
         port: u16,
     },
+    /// Connect the demo workspace to the simulated Azure tenant on a running local host (what
+    /// `make dev` does once the app answers); finds what an earlier run made instead of repeating it.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// The running local host's port.
+    #[arg(long, default_value_t = 7071)]
+    port: u16,
+    /// The simulated tenant (`sixpence-azure-sim`); default: the app's SIXPENCE_AZURE_ARM_ENDPOINT.
+    #[arg(long)]
+    simulator: Option<String>,
+    /// Folder whose local.settings.json (or .example.json) the app runs with (default: the
+    /// repository root); SIXPENCE_DEV_AUTH from there signs the demo user's token.
+    #[arg(long)]
+    app_root: Option<PathBuf>,
+    /// The demo user, who owns the demo workspace.
+    #[arg(long, default_value = demo::DEMO_USER)]
+    user: String,
+    /// Seconds to wait for the app and the simulator to answer.
+    #[arg(long, default_value_t = 180)]
+    wait: u64,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +95,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Fire { name, input, port }) => runtime.block_on(fire(&name, input, port)),
+        Some(Command::Demo(args)) => match runtime.block_on(run_demo(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("[demo] FAILED: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Start) | None => runtime.block_on(start(cli.start)),
     }
 }
@@ -81,9 +115,7 @@ async fn start(args: StartArgs) -> ExitCode {
         };
         settings.insert(name.to_owned(), value.to_owned());
     }
-    let app_root = args
-        .app_root
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    let app_root = args.app_root.unwrap_or_else(repository_root);
     let options = Options {
         app_root,
         binary: args.binary,
@@ -139,4 +171,86 @@ async fn fire(name: &str, input: Option<String>, port: u16) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The repository root, where `host.json` and the settings files live.
+fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    let app_root = args.app_root.unwrap_or_else(repository_root);
+    let settings = Settings::load(&app_root, &BTreeMap::new())?;
+    // The app must call the simulator the demo takes credentials from, or the connection would
+    // send them elsewhere (and fail).
+    let arm = settings.get(sixpence::config::AZURE_ARM_ENDPOINT);
+    let authority = settings.get(sixpence::config::AZURE_AUTHORITY);
+    let simulator = match args.simulator.or_else(|| arm.clone()) {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => anyhow::bail!(
+            "{} is not set; the demo needs the app pointed at the simulated tenant",
+            sixpence::config::AZURE_ARM_ENDPOINT
+        ),
+    };
+    for (name, value) in [
+        (sixpence::config::AZURE_ARM_ENDPOINT, &arm),
+        (sixpence::config::AZURE_AUTHORITY, &authority),
+    ] {
+        let value = value.as_deref().unwrap_or("(not set)");
+        if value.trim_end_matches('/') != simulator {
+            anyhow::bail!(
+                "the app's {name} is {value}, not the simulated tenant at {simulator}: set it to \
+                 {simulator} (environment or local.settings.json under {}; \
+                 local.settings.example.json has it)",
+                app_root.display()
+            );
+        }
+    }
+    let passphrase = settings.get(sixpence::config::DEV_AUTH).with_context(|| {
+        format!(
+            "{} is not set (environment, local.settings.json or local.settings.example.json \
+             under {}): the demo signs in with a development token",
+            sixpence::config::DEV_AUTH,
+            app_root.display()
+        )
+    })?;
+    let token = sixpence::auth::mint_dev_token(
+        &secrecy::SecretString::from(passphrase),
+        &sixpence::auth::DevTokenRequest {
+            email: args.user.clone(),
+            tenant: None,
+            name: Some("Demo".to_owned()),
+            lifetime: Duration::from_secs(3600),
+        },
+    )?;
+    let app_url = format!("http://127.0.0.1:{}", args.port);
+    println!("[demo] waiting for {app_url}/api/health and the simulated tenant at {simulator}");
+    let outcome = demo::connect_demo(&DemoOptions {
+        app_url: app_url.clone(),
+        simulator_url: simulator,
+        token,
+        patience: Duration::from_secs(args.wait),
+    })
+    .await?;
+    println!(
+        "{}",
+        demo::summary(&outcome, &app_url, &sixpence_command(), &args.user)
+    );
+    Ok(())
+}
+
+/// How to run the `sixpence` next to this executable from the current directory: a relative path
+/// when it is below it (`target/debug/sixpence`), else the absolute one.
+fn sixpence_command() -> String {
+    let name = format!("sixpence{}", std::env::consts::EXE_SUFFIX);
+    let Some(path) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&name)))
+    else {
+        return name;
+    };
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    relative.unwrap_or(path).display().to_string()
 }

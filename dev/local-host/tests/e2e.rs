@@ -11,6 +11,8 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use serde_json::Value;
 use sixpence::storage::{Queue, Storage};
+use sixpence_azure_sim::{SimConfig, SimTenant};
+use sixpence_local_host::demo::{self, DemoOptions};
 use sixpence_local_host::{Event, LocalHost, LocalHostHandle, Options};
 use sixpence_testkit::Azurite;
 use time::OffsetDateTime;
@@ -83,7 +85,8 @@ struct Running {
     storage: Storage,
     http: reqwest::Client,
     _azurite: Azurite,
-    _root: tempfile::TempDir,
+    /// The app root (the demo test points the CLI at its settings).
+    root: tempfile::TempDir,
 }
 
 impl Running {
@@ -110,7 +113,7 @@ impl Running {
             storage,
             http: reqwest::Client::builder().no_proxy().build()?,
             _azurite: azurite,
-            _root: root,
+            root,
         })
     }
 
@@ -423,5 +426,136 @@ async fn a_timer_fires_on_its_schedule() -> anyhow::Result<()> {
         .await?;
 
     running.stop().await;
+    Ok(())
+}
+
+/// `make dev`'s demo step, as it runs there: the CLI against a running app pointed at the simulator,
+/// then again (here through the library) as a second `make dev` over the same storage would.
+#[tokio::test]
+async fn the_demo_step_connects_the_simulated_tenant_once() -> anyhow::Result<()> {
+    let sim = SimTenant::start(SimConfig::default()).await?;
+    let sim_url = sim.base_url();
+    let tenant = sim.credentials(0);
+    let app_settings = [
+        ("SIXPENCE_AZURE_ARM_ENDPOINT", sim_url.as_str()),
+        ("SIXPENCE_AZURE_AUTHORITY", sim_url.as_str()),
+        ("SIXPENCE_DEV_AUTH", sixpence_testkit::DEV_AUTH),
+    ];
+    let running = Running::start(&app_settings).await?;
+
+    // The CLI reads the settings as the host does (here from the environment) and signs its own token.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sixpence-local-host"))
+        .args(["demo", "--port", &running.handle.port().to_string()])
+        .arg("--app-root")
+        .arg(running.root.path())
+        .args(["--simulator", &sim_url, "--wait", "60"])
+        .envs(app_settings)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    for expected in [
+        format!("\"{}\"", demo::DEMO_WORKSPACE),
+        "(created)".to_owned(),
+        "state subscriptionsChosen".to_owned(),
+        format!("dev-token --user {}", demo::DEMO_USER),
+        "/connections".to_owned(),
+    ] {
+        assert!(stdout.contains(&expected), "no `{expected}` in:\n{stdout}");
+    }
+
+    let token = sixpence_testkit::dev_token(demo::DEMO_USER);
+    let again = demo::connect_demo(&DemoOptions {
+        app_url: running.handle.base_url(),
+        simulator_url: sim_url.clone(),
+        token: token.clone(),
+        patience: PATIENCE,
+    })
+    .await?;
+    assert!(!again.workspace_created, "a second demo workspace");
+    assert!(!again.connection_created, "a second demo connection");
+    assert!(!again.subscriptions_chosen, "the choice was written again");
+    assert!(stdout.contains(&again.workspace_id), "{stdout}");
+    assert!(stdout.contains(&again.connection.id), "{stdout}");
+
+    // What a newcomer sees through the API.
+    let get = |path: String| {
+        let request = running
+            .http
+            .get(running.url(&path))
+            .bearer_auth(&token)
+            .send();
+        async move {
+            let response = request.await?;
+            let status = response.status();
+            let body: Value = response.json().await?;
+            anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+            anyhow::Ok(body)
+        }
+    };
+    let workspaces = get("/api/v1/workspaces".to_owned()).await?;
+    let workspaces = workspaces["items"].as_array().context("items")?;
+    assert_eq!(workspaces.len(), 1, "{workspaces:?}");
+    assert_eq!(workspaces[0]["name"], demo::DEMO_WORKSPACE);
+    assert_eq!(workspaces[0]["role"], "owner");
+    assert_eq!(workspaces[0]["id"], again.workspace_id.as_str());
+
+    let connections = get(format!(
+        "/api/v1/workspaces/{}/connections",
+        again.workspace_id
+    ))
+    .await?;
+    let connections = connections["items"].as_array().context("items")?;
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    let connection = &connections[0];
+    assert_eq!(connection["id"], again.connection.id.as_str());
+    assert_eq!(connection["state"], "subscriptionsChosen", "{connection}");
+    assert_eq!(connection["tenantId"], tenant.tenant_id.as_str());
+    let mut selected: Vec<&str> = connection["subscriptions"]
+        .as_array()
+        .context("subscriptions")?
+        .iter()
+        .filter(|s| s["selected"] == true)
+        .filter_map(|s| s["subscriptionId"].as_str())
+        .collect();
+    selected.sort_unstable();
+    let mut expected: Vec<&str> = tenant.subscriptions.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert!(!expected.is_empty());
+    assert_eq!(selected, expected, "{connection}");
+
+    running.stop().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// The demo refuses to hand the simulator's credentials to an app that calls somewhere else.
+#[tokio::test]
+async fn the_demo_step_refuses_an_app_not_pointed_at_the_simulator() -> anyhow::Result<()> {
+    let root = app_root()?;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sixpence-local-host"))
+        .args([
+            "demo",
+            "--port",
+            "1",
+            "--simulator",
+            "http://127.0.0.1:8089",
+        ])
+        .arg("--app-root")
+        .arg(root.path())
+        .env(
+            "SIXPENCE_AZURE_ARM_ENDPOINT",
+            "https://management.azure.com",
+        )
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[demo] FAILED")
+            && stderr.contains("SIXPENCE_AZURE_ARM_ENDPOINT is https://management.azure.com"),
+        "{stderr}"
+    );
     Ok(())
 }
