@@ -30,6 +30,7 @@ struct Inner {
     audit: Arc<dyn AuditLog>,
     idempotency: Arc<dyn IdempotencyStore>,
     connections: Arc<ConnectionService>,
+    sync_ledger: Arc<dyn crate::domain::sync::SyncLedger>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -51,6 +52,9 @@ impl AppState {
             storage.clone(),
         ));
         let connections = Arc::new(connection_service(&settings, &storage, audit.clone()));
+        let sync_ledger = Arc::new(crate::storage::sync_ledger::TableSyncLedger::new(
+            storage.clone(),
+        ));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -59,6 +63,7 @@ impl AppState {
             audit,
             idempotency,
             connections,
+            sync_ledger,
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
@@ -95,6 +100,10 @@ impl AppState {
 
     pub fn connections(&self) -> &ConnectionService {
         &self.0.connections
+    }
+
+    pub fn sync_ledger(&self) -> &dyn crate::domain::sync::SyncLedger {
+        self.0.sync_ledger.as_ref()
     }
 
     pub fn limits(&self) -> &RateLimits {

@@ -244,6 +244,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Entra ID authority customers' service principals sign in at. Default `https://login.microsoftonline.com`; change it for sovereign clouds. The local run points it at the simulated tenant.",
     ),
     setting(
+        "SYNC_SCHEDULE",
+        Scope::HostOnly,
+        false,
+        "0 30 1 * * *",
+        "NCRONTAB (6 fields, UTC) of the `sync-scheduler` timer, which enqueues one `cost-sync` message per chosen subscription. Nightly at 01:30 UTC by default.",
+    ),
+    setting(
         "CONNECTION_HEALTH_SCHEDULE",
         Scope::HostOnly,
         false,

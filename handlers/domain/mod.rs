@@ -9,5 +9,6 @@ pub mod connections;
 pub mod events;
 pub mod idempotency;
 pub mod store;
+pub mod sync;
 pub mod system;
 pub mod tenancy;

@@ -62,6 +62,7 @@ pub const REGISTRY: &[FunctionDef] = &[
     http::api::FUNCTION,
     timer::heartbeat::FUNCTION,
     timer::connection_health::FUNCTION,
+    timer::sync_scheduler::FUNCTION,
     queue::queue_probe::FUNCTION,
     queue::connection_check::FUNCTION,
 ];

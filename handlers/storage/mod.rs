@@ -33,6 +33,7 @@ pub mod idempotency;
 pub mod names;
 pub mod queue;
 mod shared_key;
+pub mod sync_ledger;
 pub mod system;
 pub mod table;
 pub mod tenancy;

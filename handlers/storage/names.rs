@@ -21,6 +21,9 @@ pub const IDEMPOTENCY_TABLE: &str = "idempotency";
 /// Workspaces' Azure connections (sealed secrets, onboarding state), one partition per workspace.
 pub const CONNECTIONS_TABLE: &str = "connections";
 
+/// Cost sync bookkeeping (which subscriptions were scheduled which night), one partition per workspace.
+pub const SYNCS_TABLE: &str = "syncs";
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -29,13 +32,18 @@ pub const TABLES: &[&str] = &[
     AUDIT_TABLE,
     IDEMPOTENCY_TABLE,
     CONNECTIONS_TABLE,
+    SYNCS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.
 pub const EVENTS_QUEUE: &str = "events";
 
+/// One message per subscription to sync (`functions::timer::sync_scheduler::CostSyncMessage`).
+pub const COST_SYNC_QUEUE: &str = "cost-sync";
+
 /// Queues.
 pub const QUEUES: &[&str] = &[
+    COST_SYNC_QUEUE,
     crate::functions::queue::queue_probe::QUEUE,
     crate::functions::queue::connection_check::QUEUE,
     EVENTS_QUEUE,

@@ -41,6 +41,9 @@ param logFilter string = 'info'
 @description('6-field NCRONTAB (UTC on Flex) for the heartbeat timer (HEARTBEAT_SCHEDULE).')
 param heartbeatSchedule string = '0 */5 * * * *'
 
+@description('6-field NCRONTAB (UTC) for the sync-scheduler timer that enqueues the nightly cost sync (SYNC_SCHEDULE).')
+param syncSchedule string = '0 30 1 * * *'
+
 @description('6-field NCRONTAB (UTC) for the connection-health timer that re-verifies every active Azure connection (CONNECTION_HEALTH_SCHEDULE). Hourly by default.')
 param connectionHealthSchedule string = '0 17 * * * *'
 
@@ -146,6 +149,7 @@ var plainSettings = [
   { name: 'SIXPENCE_AUTH_AUTHORITY', value: authAuthority }
   { name: 'SIXPENCE_AUTH_AUDIENCE', value: apiAudience }
   { name: 'SIXPENCE_AUTH_ALLOWED_TENANTS', value: allowedTenants }
+  { name: 'SYNC_SCHEDULE', value: syncSchedule }
   { name: 'CONNECTION_HEALTH_SCHEDULE', value: connectionHealthSchedule }
   { name: 'SIXPENCE_AZURE_ARM_ENDPOINT', value: azureArmEndpoint }
   { name: 'SIXPENCE_AZURE_AUTHORITY', value: azureAuthority }

@@ -678,3 +678,92 @@ async fn a_sealed_secret_copied_to_another_workspace_does_not_open_and_rotation_
     assert_eq!(verify.status, 200, "{}", verify.text);
     assert_eq!(verify.body["state"], "verified");
 }
+
+#[tokio::test]
+async fn the_sync_scheduler_enqueues_each_chosen_subscription_once_a_night() {
+    let w = world().await;
+    let subs = w.sim().credentials(0).subscriptions;
+    let created = w.connect(&w.create_body(None)).await;
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let chosen = w
+        .app
+        .call("PUT", &w.path(&format!("/connections/{id}/subscriptions")))
+        .auth(Some(&w.owner))
+        .json(&json!({ "subscriptionIds": [subs[0], subs[2]] }))
+        .send()
+        .await;
+    assert_eq!(chosen.status, 200, "{}", chosen.text);
+    // Another workspace's connection (the second simulated tenant), revoked: not synced.
+    let other = w.app.create_workspace(&w.owner, "Revoked one").await;
+    let second = w.sim().credentials(1);
+    let connected = w
+        .app
+        .call("POST", &format!("/api/v1/workspaces/{other}/connections"))
+        .auth(Some(&w.owner))
+        .json(&json!({
+            "name": "Second tenant",
+            "tenantId": second.tenant_id,
+            "clientId": second.client_id,
+            "clientSecret": second.client_secret,
+        }))
+        .send()
+        .await;
+    let other_id = connected.body["id"].as_str().expect("id").to_owned();
+    let chose = w
+        .app
+        .call(
+            "PUT",
+            &format!("/api/v1/workspaces/{other}/connections/{other_id}/subscriptions"),
+        )
+        .auth(Some(&w.owner))
+        .json(&json!({ "subscriptionIds": [second.subscriptions[0]] }))
+        .send()
+        .await;
+    assert_eq!(chose.status, 200, "{}", chose.text);
+    w.sim()
+        .apply_fault(
+            1,
+            Fault::RevokeCredentials {
+                reason: Revocation::SecretExpired,
+            },
+        )
+        .expect("fault");
+    w.run_health_check().await;
+
+    for _ in 0..2 {
+        let fired = w
+            .app
+            .invoke(
+                "sync-scheduler",
+                crate::support::host_fixture("timer-real.json"),
+            )
+            .await;
+        assert_eq!(fired.status(), 200);
+    }
+    let messages: Vec<Value> = w
+        .storage
+        .queues()
+        .queue("cost-sync")
+        .expect("queue")
+        .peek(32)
+        .await
+        .expect("peek")
+        .into_iter()
+        .map(|m| serde_json::from_str(&m.text.expect("text")).expect("JSON"))
+        .collect();
+    let mut scheduled: Vec<String> = messages
+        .iter()
+        .map(|m| m["subscription"].as_str().expect("subscription").to_owned())
+        .collect();
+    scheduled.sort();
+    let mut wanted = vec![subs[0].to_ascii_lowercase(), subs[2].to_ascii_lowercase()];
+    wanted.sort();
+    assert_eq!(scheduled, wanted, "{messages:#?}");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    for message in &messages {
+        assert_eq!(message["version"], 1);
+        assert_eq!(message["workspace"], w.workspace.as_str());
+        assert_eq!(message["connection"], id.as_str());
+        assert_eq!(message["night"], today.as_str());
+    }
+}

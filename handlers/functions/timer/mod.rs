@@ -2,3 +2,4 @@
 
 pub mod connection_health;
 pub mod heartbeat;
+pub mod sync_scheduler;

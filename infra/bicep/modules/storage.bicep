@@ -31,6 +31,7 @@ var tableNames = [
   'audit'
   'idempotency'
   'connections'
+  'syncs'
 ]
 
 var containerNames = [
