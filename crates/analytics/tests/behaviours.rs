@@ -104,6 +104,31 @@ fn a_shift_already_reported_as_a_spike_is_not_reported_again_as_a_level_shift() 
 }
 
 #[test]
+fn the_week_after_a_few_days_spike_is_not_reported_as_a_level_shift() {
+    // A five-day spike lifts the median the level-shift baseline rests on; the ordinary week after
+    // it must not look like a step down.
+    let mut missed = Vec::new();
+    for seed in 0..40 {
+        let mut v = flat(120, 300 + seed);
+        for x in &mut v[80..85] {
+            *x *= 1.4;
+        }
+        let s = series(MONDAY, &v);
+        let f = flags(&s);
+        assert!(f.iter().any(|f| f.date == day(MONDAY, 80)), "seed {seed}");
+        if f.iter().any(|f| {
+            f.kind == AnomalyKind::LevelShift && s.index_of(f.date).is_some_and(|i| i > 84)
+        }) {
+            missed.push(seed);
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "level shift reported after the spike: seeds {missed:?}"
+    );
+}
+
+#[test]
 fn a_new_service_is_flagged_as_new_cost_once() {
     // The Query API omits zero days: the service simply has no rows before day 60.
     let mut pts: Vec<(usize, f64)> = vec![(0, 0.0)];
