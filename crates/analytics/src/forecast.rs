@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 use time::{Date, Month};
 
-use crate::detect::{Fit, Floor, HISTORY_WINDOW_DAYS, RELATIVE_SCALE_FLOOR, Scratch};
+use crate::detect::{Calendar, Fit, Floor, HISTORY_WINDOW_DAYS, RELATIVE_SCALE_FLOOR, Scratch};
 use crate::money;
 use crate::series::DailySeries;
 use crate::stats;
@@ -206,6 +206,7 @@ impl DailyModel {
         let Some(fit) = Fit::new(
             &regular,
             regular.len(),
+            Calendar::new(window.len() - 1, anchor_date),
             Floor::Relative(RELATIVE_SCALE_FLOOR),
             &mut s,
         ) else {
