@@ -192,6 +192,18 @@ impl ConnectionService {
             first_sync_at: None,
         };
         let version = self.store.create(&connection).await?;
+        self.verify_written(connection, version, ConnectionState::Created)
+            .await
+    }
+
+    /// Verifies a connection just written (created, or given a new secret) as an admin's step of
+    /// the same request, and says how its state moved from `before`.
+    async fn verify_written(
+        &self,
+        connection: Connection,
+        version: Version,
+        before: ConnectionState,
+    ) -> Result<(Versioned<Connection>, Vec<Change>)> {
         let (verified, _) = self
             .verify_with(
                 Versioned {
@@ -202,7 +214,7 @@ impl ConnectionService {
                 None,
             )
             .await?;
-        let changes = state_changes(ConnectionState::Created, &verified.value);
+        let changes = state_changes(before, &verified.value);
         Ok((verified, changes))
     }
 
@@ -410,18 +422,7 @@ impl ConnectionService {
         drop(secret);
         let before = current.value.state();
         let version = self.store.update(&connection, &current.version).await?;
-        let (verified, _) = self
-            .verify_with(
-                Versioned {
-                    value: connection,
-                    version,
-                },
-                VerifiedBy::Admin,
-                None,
-            )
-            .await?;
-        let changes = state_changes(before, &verified.value);
-        Ok((verified, changes))
+        self.verify_written(connection, version, before).await
     }
 
     /// Deletes the connection; its sealed secret goes with the row, so no later call can use it.
