@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod connections;
+pub mod costs;
 pub mod events;
 pub mod idempotency;
 pub mod store;

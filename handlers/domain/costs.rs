@@ -1,0 +1,669 @@
+//! The cost model: what one subscription's synced costs are, how they are fetched (the query plan)
+//! and which months a sync re-reads (the windows). Pure: no storage, HTTP or Azure types.
+//!
+//! ## The stored model
+//!
+//! Cost Management answers at most two groupings per query and charges 1 QPU per month of data, so no
+//! single query returns every dimension. Each month is fetched as three **views**, each grouped by
+//! `ResourceId` and one more dimension, for both metrics (actual and amortized), daily:
+//!
+//! | view | groupings | answers by |
+//! |---|---|---|
+//! | [`View::ChargeType`] | ResourceId, ChargeType | resource, resource group, subscription, charge type |
+//! | [`View::Service`] | ResourceId, ServiceName | service (and the resource dimensions) |
+//! | [`View::MeterCategory`] | ResourceId, MeterCategory | meter category (and the resource dimensions) |
+//!
+//! Every view sums to the same daily total (each is a complete partition of the same costs), so any
+//! grouping reads exactly one view and its totals equal what Azure itself answers for that grouping.
+//! Resource group and subscription are functions of the resource id, so they need no query of their
+//! own; a filter on resource, resource group or subscription works with every grouping. Service, meter
+//! category and charge type are *not* functions of the resource (a VM bills compute and bandwidth), so
+//! a filter on one of them combines only with a grouping from the same view.
+//!
+//! Money is kept in integer millionths of the billing currency ([`Micros`]): Cost Management sends
+//! doubles, each is rounded once to the micro-unit on arrival and every sum after that is exact.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration, Month};
+
+use super::store::StoreError;
+use super::tenancy::WorkspaceId;
+
+/// Months a first sync reads before the current month (13 full months plus month to date).
+pub const BACKFILL_MONTHS: i32 = 13;
+/// Days back a nightly sync re-reads: Azure restates usage for up to ~72 h after the day (late
+/// meter records, reservation amortisation), so five days covers that with a margin of two nights of
+/// missed syncs.
+pub const RESTATEMENT_DAYS: i64 = 5;
+/// The previous month is re-read every night until this day of the next month. Azure finalises a
+/// month's actual and amortized cost within a few days of its end (invoice generation, reservation
+/// true-ups); after day 10 it no longer changes in practice.
+pub const MONTH_CLOSES_ON_DAY: u8 = 10;
+
+/// Money in millionths of the billing currency. Exact to add; rounded once from Azure's doubles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Micros(pub i64);
+
+impl Micros {
+    /// Rounds a cost value as Cost Management sends it; `None` for a non-finite or absurd value.
+    pub fn from_f64(value: f64) -> Option<Micros> {
+        let scaled = (value * 1_000_000.0).round();
+        // ±9.2e12 currency units is far beyond any subscription's month; refuse rather than saturate.
+        (scaled.is_finite() && scaled.abs() < 9.0e18).then_some(Micros(scaled as i64))
+    }
+
+    pub fn checked_add(self, other: Micros) -> Option<Micros> {
+        self.0.checked_add(other.0).map(Micros)
+    }
+
+    /// Whole cents (or pence), rounded half away from zero.
+    pub fn cents(self) -> i64 {
+        let q = self.0 / 10_000;
+        let r = self.0 % 10_000;
+        if r >= 5_000 {
+            q + 1
+        } else if r <= -5_000 {
+            q - 1
+        } else {
+            q
+        }
+    }
+}
+
+/// A plain decimal string with six places (`-12.345600`): what the API shows, exactly.
+impl fmt::Display for Micros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:06}", a / 1_000_000, a % 1_000_000)
+    }
+}
+
+/// Which cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Metric {
+    /// As billed: purchases on the day they are bought.
+    Actual,
+    /// Reservation and savings-plan purchases spread over the days they cover.
+    Amortized,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 2] = [Metric::Actual, Metric::Amortized];
+
+    /// One letter, for storage keys.
+    pub fn code(self) -> &'static str {
+        match self {
+            Metric::Actual => "a",
+            Metric::Amortized => "m",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Actual => "actual",
+            Metric::Amortized => "amortized",
+        }
+    }
+}
+
+impl FromStr for Metric {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "actual" => Ok(Metric::Actual),
+            "amortized" => Ok(Metric::Amortized),
+            _ => Err(()),
+        }
+    }
+}
+
+/// One of the three ways a month is fetched (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum View {
+    ChargeType,
+    Service,
+    MeterCategory,
+}
+
+impl View {
+    pub const ALL: [View; 3] = [View::ChargeType, View::Service, View::MeterCategory];
+
+    /// The Cost Management dimension grouped beside `ResourceId`.
+    pub fn azure_dimension(self) -> &'static str {
+        match self {
+            View::ChargeType => "ChargeType",
+            View::Service => "ServiceName",
+            View::MeterCategory => "MeterCategory",
+        }
+    }
+
+    /// One letter, for storage keys.
+    pub fn code(self) -> &'static str {
+        match self {
+            View::ChargeType => "c",
+            View::Service => "s",
+            View::MeterCategory => "k",
+        }
+    }
+}
+
+/// What costs can be grouped and filtered by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    Subscription,
+    ResourceGroup,
+    Service,
+    MeterCategory,
+    Resource,
+    ChargeType,
+}
+
+impl Dimension {
+    /// The view whose second grouping this is, or `None` for a function of the resource id (readable
+    /// from any view).
+    pub fn view(&self) -> Option<View> {
+        match self {
+            Dimension::Service => Some(View::Service),
+            Dimension::MeterCategory => Some(View::MeterCategory),
+            Dimension::ChargeType => Some(View::ChargeType),
+            Dimension::Subscription | Dimension::ResourceGroup | Dimension::Resource => None,
+        }
+    }
+
+    /// The API's name of the dimension.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Dimension::Subscription => "subscription",
+            Dimension::ResourceGroup => "resourceGroup",
+            Dimension::Service => "service",
+            Dimension::MeterCategory => "meterCategory",
+            Dimension::Resource => "resource",
+            Dimension::ChargeType => "chargeType",
+        }
+    }
+
+    /// This dimension's value of one stored row of `subscription`.
+    pub fn value_of<'a>(&self, subscription: &'a str, row: &'a ViewRow) -> &'a str {
+        match self {
+            Dimension::Subscription => subscription,
+            Dimension::Resource => &row.resource,
+            Dimension::ResourceGroup => resource_group_of(&row.resource),
+            Dimension::Service | Dimension::MeterCategory | Dimension::ChargeType => &row.value,
+        }
+    }
+}
+
+impl FromStr for Dimension {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "subscription" => Dimension::Subscription,
+            "resourceGroup" => Dimension::ResourceGroup,
+            "service" => Dimension::Service,
+            "meterCategory" => Dimension::MeterCategory,
+            "resource" => Dimension::Resource,
+            "chargeType" => Dimension::ChargeType,
+            _ => return Err(()),
+        })
+    }
+}
+
+/// The view a grouping plus filters must read, or the dimension that cannot be combined.
+pub fn view_for<'a>(
+    group_by: Option<&'a Dimension>,
+    filters: impl IntoIterator<Item = &'a Dimension>,
+) -> Result<View, &'a Dimension> {
+    let mut chosen = group_by.and_then(Dimension::view);
+    for filter in filters {
+        match (chosen, filter.view()) {
+            (_, None) => {}
+            (None, Some(v)) => chosen = Some(v),
+            (Some(c), Some(v)) if c == v => {}
+            (Some(_), Some(_)) => return Err(filter),
+        }
+    }
+    Ok(chosen.unwrap_or(View::ChargeType))
+}
+
+/// The resource group of a resource id, lower-cased (Azure compares resource group names without
+/// case, and Cost Management itself reports one group in several casings); empty for costs with no
+/// resource (reservation purchases).
+pub fn resource_group_of(resource: &str) -> &str {
+    let mut parts = resource.split('/').filter(|p| !p.is_empty());
+    while let Some(part) = parts.next() {
+        if part.eq_ignore_ascii_case("resourcegroups") {
+            return parts.next().unwrap_or("");
+        }
+    }
+    ""
+}
+
+/// One row of one view on one day: a resource (lower-cased id, empty for none), the view's second
+/// dimension and the cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewRow {
+    pub resource: String,
+    pub value: String,
+    pub amount: Micros,
+}
+
+/// A calendar month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct YearMonth {
+    pub year: i32,
+    pub month: Month,
+}
+
+impl YearMonth {
+    pub fn of(date: Date) -> Self {
+        Self {
+            year: date.year(),
+            month: date.month(),
+        }
+    }
+
+    pub fn first_day(self) -> Date {
+        Date::from_calendar_date(self.year, self.month, 1).expect("the first of a month exists")
+    }
+
+    pub fn last_day(self) -> Date {
+        self.next().first_day() - Duration::days(1)
+    }
+
+    pub fn next(self) -> Self {
+        match self.month {
+            Month::December => Self {
+                year: self.year + 1,
+                month: Month::January,
+            },
+            m => Self {
+                year: self.year,
+                month: m.next(),
+            },
+        }
+    }
+
+    pub fn minus(self, months: i32) -> Self {
+        let index = self.year * 12 + i32::from(self.month as u8) - 1 - months;
+        Self {
+            year: index.div_euclid(12),
+            month: Month::try_from((index.rem_euclid(12) + 1) as u8).expect("1..=12"),
+        }
+    }
+
+    /// `2026-11`: the storage key and the monthly granularity's label.
+    pub fn key(self) -> String {
+        format!("{:04}-{:02}", self.year, self.month as u8)
+    }
+}
+
+/// The days a sync re-reads: whole months (each month is replaced as one unit), up to yesterday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: Date,
+    pub to: Date,
+}
+
+impl Window {
+    /// A first sync: 13 full months before the current one, and the current month to yesterday.
+    pub fn backfill(today: Date) -> Window {
+        let yesterday = today - Duration::days(1);
+        Window {
+            from: YearMonth::of(yesterday).minus(BACKFILL_MONTHS).first_day(),
+            to: yesterday,
+        }
+    }
+
+    /// A nightly sync: every month touched by the restatement days, and the previous month until it
+    /// closes.
+    pub fn nightly(today: Date) -> Window {
+        let yesterday = today - Duration::days(1);
+        let restated = YearMonth::of(today - Duration::days(RESTATEMENT_DAYS));
+        let open_previous = if today.day() <= MONTH_CLOSES_ON_DAY {
+            YearMonth::of(today).minus(1)
+        } else {
+            YearMonth::of(today)
+        };
+        Window {
+            from: restated.min(open_previous).min(YearMonth::of(yesterday)).first_day(),
+            to: yesterday,
+        }
+    }
+
+    /// The months of the window, oldest first, each clipped to the window.
+    pub fn months(&self) -> Vec<(YearMonth, Date, Date)> {
+        let mut out = Vec::new();
+        let mut m = YearMonth::of(self.from);
+        while m.first_day() <= self.to {
+            out.push((m, m.first_day().max(self.from), m.last_day().min(self.to)));
+            m = m.next();
+        }
+        out
+    }
+
+    /// Every day of the window.
+    pub fn days(&self) -> Vec<Date> {
+        let mut out = Vec::new();
+        let mut d = self.from;
+        while d <= self.to {
+            out.push(d);
+            d += Duration::days(1);
+        }
+        out
+    }
+}
+
+/// One Query API call of the plan: a metric and a view over one month (1 QPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedQuery {
+    pub month: YearMonth,
+    pub from: Date,
+    pub to: Date,
+    pub metric: Metric,
+    pub view: View,
+}
+
+/// The queries that fetch one month completely: every view for both metrics.
+pub fn month_plan(month: YearMonth, from: Date, to: Date) -> Vec<PlannedQuery> {
+    let mut out = Vec::with_capacity(6);
+    for metric in Metric::ALL {
+        for view in View::ALL {
+            out.push(PlannedQuery {
+                month,
+                from,
+                to,
+                metric,
+                view,
+            });
+        }
+    }
+    out
+}
+
+/// QPU a window costs: one per query per month.
+pub fn window_qpu(window: &Window) -> usize {
+    window.months().len() * Metric::ALL.len() * View::ALL.len()
+}
+
+/// The fetched rows of one month: per (day, metric, view), the rows. The unit a sync replaces.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MonthData {
+    pub currency: Option<String>,
+    pub days: BTreeMap<(Date, Metric, View), Vec<ViewRow>>,
+}
+
+impl MonthData {
+    /// Adds one row (rows of the same resource and value on the same day are summed: Azure may split
+    /// a group over pages).
+    pub fn add(&mut self, day: Date, metric: Metric, view: View, row: ViewRow) -> Option<()> {
+        let rows = self.days.entry((day, metric, view)).or_default();
+        match rows
+            .iter_mut()
+            .find(|r| r.resource == row.resource && r.value == row.value)
+        {
+            Some(existing) => existing.amount = existing.amount.checked_add(row.amount)?,
+            None => rows.push(row),
+        }
+        Some(())
+    }
+
+    pub fn row_count(&self) -> usize {
+        self.days.values().map(Vec::len).sum()
+    }
+
+    /// Total per day of one metric (read from the charge-type view; every view has the same total).
+    pub fn daily_totals(&self, metric: Metric) -> BTreeMap<Date, i64> {
+        let mut out = BTreeMap::new();
+        for ((day, m, view), rows) in &self.days {
+            if *m == metric && *view == View::ChargeType {
+                *out.entry(*day).or_insert(0) += rows.iter().map(|r| r.amount.0).sum::<i64>();
+            }
+        }
+        out
+    }
+}
+
+/// One stored row as the costs API reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    pub subscription: String,
+    pub day: Date,
+    pub row: ViewRow,
+}
+
+/// Where synced costs live.
+///
+/// A month of one subscription is replaced as a unit: [`CostStore::replace_month`] writes the new
+/// rows under a fresh generation that nothing reads yet, then switches the month's pointer to it
+/// in one conditional write. Readers only ever follow pointers, so they see a month entirely from
+/// one sync or entirely from another, never a mix and never a half-written one.
+#[async_trait::async_trait]
+pub trait CostStore: Send + Sync {
+    /// Whether any month of the subscription was ever synced (else the next sync is a backfill).
+    async fn has_data(&self, workspace: WorkspaceId, subscription: &str) -> Result<bool, StoreError>;
+    /// Writes `data` as generation `generation` of the month and makes it current.
+    async fn replace_month(
+        &self,
+        workspace: WorkspaceId,
+        subscription: &str,
+        month: YearMonth,
+        generation: &str,
+        data: &MonthData,
+    ) -> Result<(), StoreError>;
+    /// The subscriptions of the workspace that have synced costs.
+    async fn subscriptions(&self, workspace: WorkspaceId) -> Result<Vec<String>, StoreError>;
+    /// The current rows of one metric and view from `from` to `to` (inclusive), with the currency.
+    async fn read(
+        &self,
+        workspace: WorkspaceId,
+        subscription: &str,
+        from: Date,
+        to: Date,
+        metric: Metric,
+        view: View,
+    ) -> Result<(Vec<StoredRow>, Option<String>), StoreError>;
+}
+
+/// Daily or monthly periods in a costs answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Daily,
+    Monthly,
+}
+
+impl Period {
+    /// The label of the period holding `day`: `2026-11-05` or `2026-11`.
+    pub fn label(self, day: Date) -> String {
+        match self {
+            Period::Daily => format!(
+                "{:04}-{:02}-{:02}",
+                day.year(),
+                day.month() as u8,
+                day.day()
+            ),
+            Period::Monthly => YearMonth::of(day).key(),
+        }
+    }
+}
+
+/// A costs question: which rows count, how they are grouped.
+#[derive(Debug, Clone)]
+pub struct CostQuery {
+    pub period: Period,
+    pub group_by: Option<Dimension>,
+    /// Each filter keeps the rows whose value is one of the listed (case-insensitive).
+    pub filters: Vec<(Dimension, Vec<String>)>,
+}
+
+/// Sums `rows` into `(period, group) -> amount`, exactly. `None` if a sum overflows.
+pub fn aggregate<'a>(
+    query: &CostQuery,
+    rows: impl IntoIterator<Item = &'a StoredRow>,
+) -> Option<BTreeMap<(String, String), Micros>> {
+    let mut out: BTreeMap<(String, String), Micros> = BTreeMap::new();
+    for stored in rows {
+        let keep = query.filters.iter().all(|(dim, values)| {
+            let v = dim.value_of(&stored.subscription, &stored.row);
+            values.iter().any(|want| want.eq_ignore_ascii_case(v))
+        });
+        if !keep {
+            continue;
+        }
+        let group = match &query.group_by {
+            Some(dim) => dim.value_of(&stored.subscription, &stored.row).to_owned(),
+            None => String::new(),
+        };
+        let slot = out.entry((query.period.label(stored.day), group)).or_default();
+        *slot = slot.checked_add(stored.row.amount)?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn micros_round_each_double_once_and_sum_exactly() {
+        // 0.1 + 0.2 != 0.3 in f64; in micros it is.
+        let sum = Micros::from_f64(0.1)
+            .unwrap()
+            .checked_add(Micros::from_f64(0.2).unwrap())
+            .unwrap();
+        assert_eq!(sum, Micros::from_f64(0.3).unwrap());
+        assert_eq!(Micros::from_f64(218.68795741935486), Some(Micros(218_687_957)));
+        assert_eq!(Micros::from_f64(f64::NAN), None);
+        assert_eq!(Micros::from_f64(1e300), None);
+        assert_eq!(Micros(-1_234_500).to_string(), "-1.234500");
+        assert_eq!(Micros(1_005_000).cents(), 101);
+        assert_eq!(Micros(-1_005_000).cents(), -101);
+        assert_eq!(Micros(1_004_999).cents(), 100);
+    }
+
+    #[test]
+    fn backfill_is_thirteen_full_months_and_month_to_date() {
+        let w = Window::backfill(date!(2026 - 11 - 23));
+        assert_eq!(w.from, date!(2025 - 10 - 01));
+        assert_eq!(w.to, date!(2026 - 11 - 22));
+        assert_eq!(w.months().len(), 14);
+        assert_eq!(window_qpu(&w), 84);
+        // On the first of a month, "yesterday" closes the previous month.
+        let w = Window::backfill(date!(2026 - 12 - 01));
+        assert_eq!((w.from, w.to), (date!(2025 - 10 - 01), date!(2026 - 11 - 30)));
+    }
+
+    #[test]
+    fn nightly_rereads_the_restatement_days_and_the_open_previous_month() {
+        // Mid-month: the current month only.
+        let w = Window::nightly(date!(2026 - 11 - 23));
+        assert_eq!((w.from, w.to), (date!(2026 - 11 - 01), date!(2026 - 11 - 22)));
+        assert_eq!(window_qpu(&w), 6);
+        // Until day 10 the previous month is still open.
+        let w = Window::nightly(date!(2026 - 11 - 10));
+        assert_eq!(w.from, date!(2026 - 10 - 01));
+        assert_eq!(window_qpu(&w), 12);
+        let w = Window::nightly(date!(2026 - 11 - 11));
+        assert_eq!(w.from, date!(2026 - 11 - 01));
+        // On the 1st, yesterday is in the previous month: that month only.
+        let w = Window::nightly(date!(2026 - 11 - 01));
+        assert_eq!((w.from, w.to), (date!(2026 - 10 - 01), date!(2026 - 10 - 31)));
+        assert_eq!(w.months().len(), 1);
+        // January reaches back into December.
+        let w = Window::nightly(date!(2027 - 01 - 03));
+        assert_eq!(w.from, date!(2026 - 12 - 01));
+        assert_eq!(w.months().len(), 2);
+    }
+
+    #[test]
+    fn a_month_plan_is_every_view_for_both_metrics() {
+        let m = YearMonth::of(date!(2026 - 02 - 14));
+        let plan = month_plan(m, m.first_day(), m.last_day());
+        assert_eq!(plan.len(), 6);
+        assert_eq!(m.last_day(), date!(2026 - 02 - 28));
+        assert_eq!(m.minus(14).key(), "2024-12");
+        let views: std::collections::BTreeSet<_> = plan.iter().map(|q| (q.metric, q.view)).collect();
+        assert_eq!(views.len(), 6);
+    }
+
+    #[test]
+    fn resource_dimensions_come_from_the_id() {
+        let id = "/subscriptions/s1/resourcegroups/rg-web/providers/microsoft.web/sites/a";
+        assert_eq!(resource_group_of(id), "rg-web");
+        assert_eq!(resource_group_of(""), "");
+        assert_eq!(resource_group_of("/subscriptions/s1/resourceGroups"), "");
+    }
+
+    #[test]
+    fn groupings_and_filters_read_one_view_or_are_refused() {
+        use Dimension::*;
+        assert_eq!(view_for(Some(&Service), [&ResourceGroup]), Ok(View::Service));
+        assert_eq!(view_for(Some(&Resource), [&MeterCategory]), Ok(View::MeterCategory));
+        assert_eq!(view_for(None, []), Ok(View::ChargeType));
+        assert_eq!(view_for(Some(&Service), [&ChargeType]), Err(&ChargeType));
+    }
+
+    #[test]
+    fn aggregation_groups_filters_and_sums_exactly() {
+        let row = |sub: &str, day: Date, res: &str, value: &str, amount: i64| StoredRow {
+            subscription: sub.into(),
+            day,
+            row: ViewRow {
+                resource: res.into(),
+                value: value.into(),
+                amount: Micros(amount),
+            },
+        };
+        let a = "/subscriptions/s1/resourcegroups/rg-a/providers/p/t/x";
+        let b = "/subscriptions/s1/resourcegroups/rg-b/providers/p/t/y";
+        let rows = vec![
+            row("s1", date!(2026 - 10 - 30), a, "Storage", 100_000),
+            row("s1", date!(2026 - 11 - 01), a, "Storage", 200_000),
+            row("s1", date!(2026 - 11 - 01), b, "Compute", 300_001),
+        ];
+        let monthly = aggregate(
+            &CostQuery {
+                period: Period::Monthly,
+                group_by: Some(Dimension::ResourceGroup),
+                filters: vec![],
+            },
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(monthly[&("2026-11".into(), "rg-b".into())], Micros(300_001));
+        assert_eq!(monthly[&("2026-10".into(), "rg-a".into())], Micros(100_000));
+        let filtered = aggregate(
+            &CostQuery {
+                period: Period::Daily,
+                group_by: None,
+                filters: vec![(Dimension::Service, vec!["storage".into()])],
+            },
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(filtered.values().map(|m| m.0).sum::<i64>(), 300_000);
+    }
+
+    #[test]
+    fn month_data_sums_split_groups_and_totals_by_day() {
+        let mut data = MonthData::default();
+        let d = date!(2026 - 11 - 02);
+        let row = |v: i64| ViewRow {
+            resource: "r".into(),
+            value: "Usage".into(),
+            amount: Micros(v),
+        };
+        data.add(d, Metric::Actual, View::ChargeType, row(5)).unwrap();
+        data.add(d, Metric::Actual, View::ChargeType, row(7)).unwrap();
+        data.add(d, Metric::Actual, View::Service, row(12)).unwrap();
+        assert_eq!(data.row_count(), 2);
+        assert_eq!(data.daily_totals(Metric::Actual)[&d], 12);
+    }
+}
