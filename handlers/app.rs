@@ -31,6 +31,8 @@ struct Inner {
     idempotency: Arc<dyn IdempotencyStore>,
     connections: Arc<ConnectionService>,
     sync_ledger: Arc<dyn crate::domain::sync::SyncLedger>,
+    costs: Arc<dyn crate::domain::costs::CostStore>,
+    sync_runs: Arc<dyn crate::domain::sync::SyncRunStore>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -55,6 +57,10 @@ impl AppState {
         let sync_ledger = Arc::new(crate::storage::sync_ledger::TableSyncLedger::new(
             storage.clone(),
         ));
+        let costs = Arc::new(crate::storage::costs::TableCostStore::new(storage.clone()));
+        let sync_runs = Arc::new(crate::storage::sync_runs::TableSyncRuns::new(
+            storage.clone(),
+        ));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -64,6 +70,8 @@ impl AppState {
             idempotency,
             connections,
             sync_ledger,
+            costs,
+            sync_runs,
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
@@ -104,6 +112,14 @@ impl AppState {
 
     pub fn sync_ledger(&self) -> &dyn crate::domain::sync::SyncLedger {
         self.0.sync_ledger.as_ref()
+    }
+
+    pub fn costs(&self) -> &dyn crate::domain::costs::CostStore {
+        self.0.costs.as_ref()
+    }
+
+    pub fn sync_runs(&self) -> &dyn crate::domain::sync::SyncRunStore {
+        self.0.sync_runs.as_ref()
     }
 
     pub fn limits(&self) -> &RateLimits {

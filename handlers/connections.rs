@@ -469,6 +469,34 @@ impl ConnectionService {
         ))
     }
 
+    /// Where this service's events go; the cost sync raises its own through the same sink.
+    pub fn events(&self) -> &dyn EventSink {
+        self.events.as_ref()
+    }
+
+    /// Records that a subscription of the connection finished its first sync (the onboarding stage
+    /// `firstSyncDone`). A no-op once recorded, so every successful sync may call it.
+    pub async fn record_first_sync(&self, workspace: WorkspaceId, id: ConnectionId) -> Result<()> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(current) = self.store.get(workspace, id).await? else {
+                return Ok(());
+            };
+            if current.value.first_sync_at.is_some() {
+                return Ok(());
+            }
+            let mut connection = current.value.clone();
+            connection.record_first_sync(OffsetDateTime::now_utc());
+            match self.store.update(&connection, &current.version).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::VersionMismatch) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(Error::Conflict(
+            "the connection kept changing; try again".to_owned(),
+        ))
+    }
+
     /// Every connection the health check should look at: verified, healthy, in any workspace.
     pub async fn active_connections(&self) -> Result<Vec<(WorkspaceId, ConnectionId)>> {
         Ok(self

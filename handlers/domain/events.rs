@@ -45,6 +45,28 @@ pub struct Event {
 pub enum EventKind {
     /// Something about a connection's credentials or roles needs the customer's attention.
     Role(RoleEvent),
+    /// A cost sync failed for a reason the customer must fix.
+    Sync(SyncEvent),
+}
+
+/// A subscription's cost sync stopped for a reason only the customer can fix. Dedupe key:
+/// `sync-failed:<subscription>:<reason>`, so a nightly retry of the same failure is told once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncEvent {
+    pub connection: Uuid,
+    pub subscription: String,
+    pub run: Uuid,
+    /// Stable code of the reason (`accessRevoked`, `secretExpired`, …).
+    pub reason: String,
+    /// What is wrong and how to fix it, in the customer's words.
+    pub message: String,
+}
+
+impl SyncEvent {
+    pub fn dedupe_key(&self) -> String {
+        format!("sync-failed:{}:{}", self.subscription, self.reason)
+    }
 }
 
 /// What is wrong with a connection's service principal.

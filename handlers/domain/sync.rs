@@ -68,6 +68,56 @@ pub trait SyncLedger: Send + Sync {
     async fn release(&self, request: &SyncRequest) -> Result<(), StoreError>;
 }
 
+/// Where a sync run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One attempt at syncing one subscription: what the customer sees in `GET .../syncs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRun {
+    pub id: uuid::Uuid,
+    pub workspace: WorkspaceId,
+    pub connection: ConnectionId,
+    pub subscription: String,
+    pub night: Date,
+    /// `true` for a first sync (13 months), `false` for a nightly window.
+    pub backfill: bool,
+    pub window_from: Date,
+    pub window_to: Date,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: time::OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<time::OffsetDateTime>,
+    pub status: RunStatus,
+    /// Months of the window done so far, and in all (progress while running).
+    pub months_done: u32,
+    pub months_total: u32,
+    /// Cost rows fetched from Azure.
+    pub rows: u64,
+    /// Query Processing Units the run's queries cost (one per query per month).
+    pub qpu: u32,
+    /// Which delivery of the message this run is (1 for the first).
+    pub attempt: u32,
+    /// What went wrong, in the customer's words.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The record of sync runs, newest first per workspace.
+#[async_trait::async_trait]
+pub trait SyncRunStore: Send + Sync {
+    /// Creates or overwrites the run's record.
+    async fn save(&self, run: &SyncRun) -> Result<(), StoreError>;
+    /// The workspace's runs, newest first, at most `limit`.
+    async fn list(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

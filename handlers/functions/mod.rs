@@ -65,6 +65,7 @@ pub const REGISTRY: &[FunctionDef] = &[
     timer::sync_scheduler::FUNCTION,
     queue::queue_probe::FUNCTION,
     queue::connection_check::FUNCTION,
+    queue::cost_sync::FUNCTION,
 ];
 
 /// Looks a function up by its name.

@@ -24,6 +24,12 @@ pub const CONNECTIONS_TABLE: &str = "connections";
 /// Cost sync bookkeeping (which subscriptions were scheduled which night), one partition per workspace.
 pub const SYNCS_TABLE: &str = "syncs";
 
+/// Synced cost rows: one partition per workspace, subscription, month and generation
+/// (`storage::costs`).
+pub const COSTS_TABLE: &str = "costs";
+/// Each synced month's current generation, one partition per workspace and subscription.
+pub const COST_MONTHS_TABLE: &str = "costmonths";
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -33,6 +39,8 @@ pub const TABLES: &[&str] = &[
     IDEMPOTENCY_TABLE,
     CONNECTIONS_TABLE,
     SYNCS_TABLE,
+    COSTS_TABLE,
+    COST_MONTHS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.
@@ -41,16 +49,26 @@ pub const EVENTS_QUEUE: &str = "events";
 /// One message per subscription to sync (`functions::timer::sync_scheduler::CostSyncMessage`).
 pub const COST_SYNC_QUEUE: &str = "cost-sync";
 
+/// Days whose costs a sync changed, for anomaly detection (consumer: a later issue).
+pub const ANOMALY_DETECT_QUEUE: &str = "anomaly-detect";
+/// Days whose costs a sync changed, for budget evaluation (consumer: a later issue).
+pub const BUDGET_CHECK_QUEUE: &str = "budget-check";
+
 /// Queues.
 pub const QUEUES: &[&str] = &[
     COST_SYNC_QUEUE,
     crate::functions::queue::queue_probe::QUEUE,
     crate::functions::queue::connection_check::QUEUE,
     EVENTS_QUEUE,
+    ANOMALY_DETECT_QUEUE,
+    BUDGET_CHECK_QUEUE,
 ];
 
 /// Blob containers.
-pub const CONTAINERS: &[&str] = &["raw-cost-pages"];
+pub const CONTAINERS: &[&str] = &[RAW_COST_PAGES_CONTAINER];
+
+/// Each sync run's raw Cost Management pages, gzipped: `<workspace>/<subscription>/<run>/...`.
+pub const RAW_COST_PAGES_CONTAINER: &str = "raw-cost-pages";
 
 /// Creates every listed table, queue and container that does not exist yet. Idempotent, so it is safe on
 /// every start and from every instance at once.

@@ -32,6 +32,8 @@ var tableNames = [
   'idempotency'
   'connections'
   'syncs'
+  'costs'
+  'costmonths'
 ]
 
 var containerNames = [
