@@ -45,7 +45,9 @@ pub const RESTATEMENT_DAYS: i64 = 5;
 pub const MONTH_CLOSES_ON_DAY: u8 = 10;
 
 /// Money in millionths of the billing currency. Exact to add; rounded once from Azure's doubles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Micros(pub i64);
 
 impl Micros {
@@ -332,7 +334,10 @@ impl Window {
             YearMonth::of(today)
         };
         Window {
-            from: restated.min(open_previous).min(YearMonth::of(yesterday)).first_day(),
+            from: restated
+                .min(open_previous)
+                .min(YearMonth::of(yesterday))
+                .first_day(),
             to: yesterday,
         }
     }
@@ -447,7 +452,11 @@ pub struct StoredRow {
 #[async_trait::async_trait]
 pub trait CostStore: Send + Sync {
     /// Whether any month of the subscription was ever synced (else the next sync is a backfill).
-    async fn has_data(&self, workspace: WorkspaceId, subscription: &str) -> Result<bool, StoreError>;
+    async fn has_data(
+        &self,
+        workspace: WorkspaceId,
+        subscription: &str,
+    ) -> Result<bool, StoreError>;
     /// Writes `data` as generation `generation` of the month and makes it current.
     async fn replace_month(
         &self,
@@ -520,7 +529,9 @@ pub fn aggregate<'a>(
             Some(dim) => dim.value_of(&stored.subscription, &stored.row).to_owned(),
             None => String::new(),
         };
-        let slot = out.entry((query.period.label(stored.day), group)).or_default();
+        let slot = out
+            .entry((query.period.label(stored.day), group))
+            .or_default();
         *slot = slot.checked_add(stored.row.amount)?;
     }
     Some(out)
@@ -539,7 +550,10 @@ mod tests {
             .checked_add(Micros::from_f64(0.2).unwrap())
             .unwrap();
         assert_eq!(sum, Micros::from_f64(0.3).unwrap());
-        assert_eq!(Micros::from_f64(218.68795741935486), Some(Micros(218_687_957)));
+        assert_eq!(
+            Micros::from_f64(218.68795741935486),
+            Some(Micros(218_687_957))
+        );
         assert_eq!(Micros::from_f64(f64::NAN), None);
         assert_eq!(Micros::from_f64(1e300), None);
         assert_eq!(Micros(-1_234_500).to_string(), "-1.234500");
@@ -557,14 +571,20 @@ mod tests {
         assert_eq!(window_qpu(&w), 84);
         // On the first of a month, "yesterday" closes the previous month.
         let w = Window::backfill(date!(2026 - 12 - 01));
-        assert_eq!((w.from, w.to), (date!(2025 - 10 - 01), date!(2026 - 11 - 30)));
+        assert_eq!(
+            (w.from, w.to),
+            (date!(2025 - 10 - 01), date!(2026 - 11 - 30))
+        );
     }
 
     #[test]
     fn nightly_rereads_the_restatement_days_and_the_open_previous_month() {
         // Mid-month: the current month only.
         let w = Window::nightly(date!(2026 - 11 - 23));
-        assert_eq!((w.from, w.to), (date!(2026 - 11 - 01), date!(2026 - 11 - 22)));
+        assert_eq!(
+            (w.from, w.to),
+            (date!(2026 - 11 - 01), date!(2026 - 11 - 22))
+        );
         assert_eq!(window_qpu(&w), 6);
         // Until day 10 the previous month is still open.
         let w = Window::nightly(date!(2026 - 11 - 10));
@@ -574,7 +594,10 @@ mod tests {
         assert_eq!(w.from, date!(2026 - 11 - 01));
         // On the 1st, yesterday is in the previous month: that month only.
         let w = Window::nightly(date!(2026 - 11 - 01));
-        assert_eq!((w.from, w.to), (date!(2026 - 10 - 01), date!(2026 - 10 - 31)));
+        assert_eq!(
+            (w.from, w.to),
+            (date!(2026 - 10 - 01), date!(2026 - 10 - 31))
+        );
         assert_eq!(w.months().len(), 1);
         // January reaches back into December.
         let w = Window::nightly(date!(2027 - 01 - 03));
@@ -589,7 +612,8 @@ mod tests {
         assert_eq!(plan.len(), 6);
         assert_eq!(m.last_day(), date!(2026 - 02 - 28));
         assert_eq!(m.minus(14).key(), "2024-12");
-        let views: std::collections::BTreeSet<_> = plan.iter().map(|q| (q.metric, q.view)).collect();
+        let views: std::collections::BTreeSet<_> =
+            plan.iter().map(|q| (q.metric, q.view)).collect();
         assert_eq!(views.len(), 6);
     }
 
@@ -604,8 +628,14 @@ mod tests {
     #[test]
     fn groupings_and_filters_read_one_view_or_are_refused() {
         use Dimension::*;
-        assert_eq!(view_for(Some(&Service), [&ResourceGroup]), Ok(View::Service));
-        assert_eq!(view_for(Some(&Resource), [&MeterCategory]), Ok(View::MeterCategory));
+        assert_eq!(
+            view_for(Some(&Service), [&ResourceGroup]),
+            Ok(View::Service)
+        );
+        assert_eq!(
+            view_for(Some(&Resource), [&MeterCategory]),
+            Ok(View::MeterCategory)
+        );
         assert_eq!(view_for(None, []), Ok(View::ChargeType));
         assert_eq!(view_for(Some(&Service), [&ChargeType]), Err(&ChargeType));
     }
@@ -660,8 +690,10 @@ mod tests {
             value: "Usage".into(),
             amount: Micros(v),
         };
-        data.add(d, Metric::Actual, View::ChargeType, row(5)).unwrap();
-        data.add(d, Metric::Actual, View::ChargeType, row(7)).unwrap();
+        data.add(d, Metric::Actual, View::ChargeType, row(5))
+            .unwrap();
+        data.add(d, Metric::Actual, View::ChargeType, row(7))
+            .unwrap();
         data.add(d, Metric::Actual, View::Service, row(12)).unwrap();
         assert_eq!(data.row_count(), 2);
         assert_eq!(data.daily_totals(Metric::Actual)[&d], 12);

@@ -107,6 +107,10 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
         }
         ("GET", "/api/v1/workspaces/{id}/audit") => (Administer, 200, None),
         ("GET", "/api/v1/workspaces/{id}/connections") => (Read, 200, None),
+        // Without `from` and `to`: a member reaches the parameter check (400), others are stopped first.
+        ("GET", "/api/v1/workspaces/{id}/costs") => (Read, 400, None),
+        ("GET", "/api/v1/workspaces/{id}/subscriptions") => (Read, 200, None),
+        ("GET", "/api/v1/workspaces/{id}/syncs") => (Read, 200, None),
         ("GET", "/api/v1/workspaces/{id}/connections/{connectionId}") => (Read, 200, None),
         ("POST", "/api/v1/workspaces/{id}/connections") => (
             Administer,

@@ -9,6 +9,7 @@ mod api_smoke;
 mod app;
 mod connections;
 mod connections_leak;
+mod costs;
 mod function_specs;
 mod host_contract;
 mod process;

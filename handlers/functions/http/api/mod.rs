@@ -9,6 +9,7 @@
 pub mod audit_log;
 pub mod connections;
 pub mod context;
+pub mod costs;
 pub mod invitations;
 pub mod limits;
 pub mod members;
@@ -284,6 +285,30 @@ pub fn routes() -> Vec<ApiRoute> {
             None,
             false,
             audit_log::list,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/costs",
+            Read,
+            None,
+            false,
+            costs::costs,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/subscriptions",
+            Read,
+            None,
+            false,
+            costs::subscriptions,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/syncs",
+            Read,
+            None,
+            false,
+            costs::syncs,
         ),
     ]
 }

@@ -15,7 +15,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use super::{RouteSpec, audit_log, connections, invitations, members, workspaces};
+use super::{RouteSpec, audit_log, connections, costs, invitations, members, workspaces};
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
 
@@ -52,6 +52,9 @@ use crate::functions::http::problem::Problem;
         connections::choose_subscriptions,
         connections::rotate_secret,
         audit_log::list,
+        costs::costs,
+        costs::subscriptions,
+        costs::syncs,
     ),
     components(schemas(Problem)),
     tags(
@@ -61,6 +64,7 @@ use crate::functions::http::problem::Problem;
         (name = "invitations", description = "Invitations by email"),
         (name = "connections", description = "Azure connections: read-only service principals, onboarding, secrets"),
         (name = "audit", description = "The append-only audit trail"),
+        (name = "costs", description = "Synced Azure costs, subscriptions and sync runs"),
         (name = "meta", description = "This document"),
     )
 )]
