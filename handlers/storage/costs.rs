@@ -73,6 +73,8 @@ struct ChunkRow {
 #[derive(Serialize, Deserialize, Clone)]
 #[serde(rename_all = "PascalCase")]
 struct PointerRow {
+    /// Empty on the backfill marker row.
+    #[serde(default)]
     generation: String,
     #[serde(default)]
     previous: Option<String>,
@@ -80,6 +82,10 @@ struct PointerRow {
 
 #[derive(Deserialize)]
 struct Nothing {}
+
+/// The row of a subscription's pointer partition that says its backfill completed (sorts after
+/// every `yyyy-mm`, so month ranges never include it).
+const BACKFILLED_ROW: &str = "~backfilled";
 
 fn pointer_partition(workspace: WorkspaceId, subscription: &str) -> String {
     format!("{workspace}:{subscription}")
@@ -159,17 +165,37 @@ impl TableCostStore {
 
 #[async_trait]
 impl CostStore for TableCostStore {
-    async fn has_data(
+    async fn backfilled(
         &self,
         workspace: WorkspaceId,
         subscription: &str,
     ) -> Result<bool, StoreError> {
-        let page = self
+        Ok(self
             .table(names::COST_MONTHS_TABLE)?
-            .query::<Nothing>(&Query::partition(&pointer_partition(workspace, subscription)).top(1))
+            .get::<Nothing>(&pointer_partition(workspace, subscription), BACKFILLED_ROW)
             .await
-            .map_err(to_store)?;
-        Ok(!page.items.is_empty())
+            .map_err(to_store)?
+            .is_some())
+    }
+
+    async fn mark_backfilled(
+        &self,
+        workspace: WorkspaceId,
+        subscription: &str,
+    ) -> Result<(), StoreError> {
+        let marker = Entity::new(
+            pointer_partition(workspace, subscription),
+            BACKFILLED_ROW,
+            PointerRow {
+                generation: String::new(),
+                previous: None,
+            },
+        );
+        self.table(names::COST_MONTHS_TABLE)?
+            .upsert(&marker, UpdateMode::Replace)
+            .await
+            .map(|_| ())
+            .map_err(to_store)
     }
 
     async fn replace_month(

@@ -2,7 +2,7 @@
 //! one message per chosen subscription).
 //!
 //! Per message: read the connection (gone, revoked or not verified: complete without calling
-//! Azure); choose the window (13 months on a subscription's first sync, else the nightly window,
+//! Azure); choose the window (13 months until a subscription's backfill has completed once, else the nightly window,
 //! `domain::costs::Window`); for each month, oldest first, run the month's six queries (three views,
 //! two metrics: `domain::costs::month_plan`), keep every raw page as a gzipped blob under
 //! `raw-cost-pages/<workspace>/<subscription>/<run>/`, and replace the month in the cost store.
@@ -180,7 +180,7 @@ async fn sync_subscription(
 
     let backfill = !state
         .costs()
-        .has_data(message.workspace, &subscription)
+        .backfilled(message.workspace, &subscription)
         .await?;
     let window = if backfill {
         Window::backfill(today)
@@ -212,6 +212,12 @@ async fn sync_subscription(
 
     match fetch_and_store(state, &connection, &mut run, &window).await {
         Ok(()) => {
+            if backfill {
+                state
+                    .costs()
+                    .mark_backfilled(run.workspace, &subscription)
+                    .await?;
+            }
             run.status = RunStatus::Succeeded;
             run.finished_at = Some(OffsetDateTime::now_utc());
             state.sync_runs().save(&run).await?;

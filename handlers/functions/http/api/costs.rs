@@ -33,11 +33,13 @@ const SYNC_RUNS_LISTED: usize = 100;
 #[serde(rename_all = "camelCase")]
 pub struct CostRowView {
     /// `2026-11-05` (daily) or `2026-11` (monthly).
+    #[schema(example = "2026-11-05")]
     pub period: String,
     /// The group's value (absent without `groupBy`). Resource groups and resource ids are lower-case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Exact decimal amount in the billing currency (six places).
+    #[schema(example = "123.456700")]
     pub cost: String,
 }
 
@@ -45,6 +47,7 @@ pub struct CostRowView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CostsView {
+    #[schema(example = "2026-11-01")]
     pub from: String,
     pub to: String,
     pub metric: String,
@@ -54,6 +57,7 @@ pub struct CostsView {
     /// The billing currency (`null` when nothing was synced in the range).
     pub currency: Option<String>,
     /// Exact sum of every row.
+    #[schema(example = "4321.000001")]
     pub total: String,
     pub rows: Vec<CostRowView>,
 }
@@ -285,10 +289,12 @@ fn csv_response(answer: &CostsView) -> Result<Response> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncRunView {
+    #[schema(example = "9b2f3c4d-5e6f-4a1b-8c9d-0e1f2a3b4c5d")]
     pub id: String,
     pub subscription: String,
     pub connection: String,
     /// `running`, `succeeded` or `failed`.
+    #[schema(example = "succeeded")]
     pub status: String,
     /// `true` for a first sync (13 months of history).
     pub backfill: bool,
@@ -365,6 +371,7 @@ pub async fn syncs(State(state): State<AppState>, scoped: Scoped) -> Result<Json
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionView {
+    #[schema(example = "4fd51ecf-bd5f-4e7d-9fff-851f83fca89e")]
     pub subscription_id: String,
     pub display_name: Option<String>,
     pub connection: String,
