@@ -135,6 +135,7 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             400,
             Some(json!({ "subscriptionIds": ["00000000-0000-0000-0000-000000000000"] })),
         ),
+        ("POST", "/api/v1/workspaces/{id}/syncs") => (Permission::Analyse, 202, None),
         (method, path) => panic!(
             "{method} {path} is not classified in api_isolation::classify: declare who may call it, \
              what an authorised call answers and the body it needs, so the permission matrix covers it"

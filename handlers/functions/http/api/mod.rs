@@ -13,6 +13,7 @@ pub mod invitations;
 pub mod limits;
 pub mod members;
 pub mod openapi;
+pub mod syncs;
 pub mod views;
 pub mod workspaces;
 
@@ -112,7 +113,7 @@ where
 
 /// Every route of the tenant API.
 pub fn routes() -> Vec<ApiRoute> {
-    use Permission::{Administer, Invitee, Public, Read, SignedIn};
+    use Permission::{Administer, Analyse, Invitee, Public, Read, SignedIn};
     const WS: &str = "/api/v1/workspaces/{id}";
     let _ = WS;
     vec![
@@ -276,6 +277,14 @@ pub fn routes() -> Vec<ApiRoute> {
             Some("connection.secret.rotate"),
             false,
             connections::rotate_secret,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/syncs",
+            Analyse,
+            Some("sync.request"),
+            false,
+            syncs::request,
         ),
         route(
             "GET",

@@ -15,7 +15,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use super::{RouteSpec, audit_log, connections, invitations, members, workspaces};
+use super::{RouteSpec, audit_log, connections, invitations, members, syncs, workspaces};
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
 
@@ -51,6 +51,7 @@ use crate::functions::http::problem::Problem;
         connections::verify,
         connections::choose_subscriptions,
         connections::rotate_secret,
+        syncs::request,
         audit_log::list,
     ),
     components(schemas(Problem)),
@@ -59,6 +60,7 @@ use crate::functions::http::problem::Problem;
         (name = "workspaces", description = "Workspaces: the unit of isolation"),
         (name = "members", description = "Members and roles"),
         (name = "invitations", description = "Invitations by email"),
+        (name = "syncs", description = "Cost syncs: ask for one now"),
         (name = "connections", description = "Azure connections: read-only service principals, onboarding, secrets"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "meta", description = "This document"),

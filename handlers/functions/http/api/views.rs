@@ -377,3 +377,14 @@ impl From<&crate::domain::connections::Connection> for ConnectionView {
         }
     }
 }
+
+/// A sync asked for now: the subscriptions queued.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequested {
+    #[schema(example = json!(["8f7e6d5c-4b3a-2910-8f7e-6d5c4b3a2910"]))]
+    pub subscriptions: Vec<String>,
+    /// How many such requests a workspace may make an hour.
+    #[schema(example = 4)]
+    pub per_hour: u32,
+}
