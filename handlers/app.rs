@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::connections::ConnectionService;
 use crate::domain::audit::AuditLog;
 use crate::domain::idempotency::IdempotencyStore;
+use crate::domain::inventory::{InventoryStore, RecommendationStore};
 use crate::domain::system::SystemStore;
 use crate::domain::tenancy::TenancyStore;
 use crate::error::{Error, Result};
@@ -31,6 +32,8 @@ struct Inner {
     idempotency: Arc<dyn IdempotencyStore>,
     connections: Arc<ConnectionService>,
     sync_ledger: Arc<dyn crate::domain::sync::SyncLedger>,
+    inventory: Arc<dyn InventoryStore>,
+    recommendations: Arc<dyn RecommendationStore>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -55,6 +58,12 @@ impl AppState {
         let sync_ledger = Arc::new(crate::storage::sync_ledger::TableSyncLedger::new(
             storage.clone(),
         ));
+        let inventory = Arc::new(crate::storage::inventory::TableInventoryStore::new(
+            storage.clone(),
+        ));
+        let recommendations = Arc::new(crate::storage::inventory::TableRecommendationStore::new(
+            storage.clone(),
+        ));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -64,6 +73,8 @@ impl AppState {
             idempotency,
             connections,
             sync_ledger,
+            inventory,
+            recommendations,
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
@@ -104,6 +115,14 @@ impl AppState {
 
     pub fn sync_ledger(&self) -> &dyn crate::domain::sync::SyncLedger {
         self.0.sync_ledger.as_ref()
+    }
+
+    pub fn inventory(&self) -> &dyn InventoryStore {
+        self.0.inventory.as_ref()
+    }
+
+    pub fn recommendations(&self) -> &dyn RecommendationStore {
+        self.0.recommendations.as_ref()
     }
 
     pub fn limits(&self) -> &RateLimits {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod connections;
 pub mod events;
 pub mod idempotency;
+pub mod inventory;
 pub mod store;
 pub mod sync;
 pub mod system;

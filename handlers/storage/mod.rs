@@ -30,6 +30,7 @@ pub mod blob;
 pub mod connection;
 pub mod events;
 pub mod idempotency;
+pub mod inventory;
 pub mod names;
 pub mod queue;
 mod shared_key;

@@ -24,6 +24,12 @@ pub const CONNECTIONS_TABLE: &str = "connections";
 /// Cost sync bookkeeping (which subscriptions were scheduled which night), one partition per workspace.
 pub const SYNCS_TABLE: &str = "syncs";
 
+/// Resource Graph inventory per subscription, replaced whole by each sync (`storage::inventory`).
+pub const INVENTORY_TABLE: &str = "inventory";
+
+/// Advisor recommendations per subscription, replaced whole by each sync (`storage::inventory`).
+pub const RECOMMENDATIONS_TABLE: &str = "recommendations";
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -33,6 +39,8 @@ pub const TABLES: &[&str] = &[
     IDEMPOTENCY_TABLE,
     CONNECTIONS_TABLE,
     SYNCS_TABLE,
+    INVENTORY_TABLE,
+    RECOMMENDATIONS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.

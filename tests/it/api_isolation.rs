@@ -106,6 +106,10 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             (Invitee, 200, None)
         }
         ("GET", "/api/v1/workspaces/{id}/audit") => (Administer, 200, None),
+        (
+            "GET",
+            "/api/v1/workspaces/{id}/resources" | "/api/v1/workspaces/{id}/recommendations",
+        ) => (Read, 200, None),
         ("GET", "/api/v1/workspaces/{id}/connections") => (Read, 200, None),
         ("GET", "/api/v1/workspaces/{id}/connections/{connectionId}") => (Read, 200, None),
         ("POST", "/api/v1/workspaces/{id}/connections") => (

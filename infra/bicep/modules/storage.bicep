@@ -32,6 +32,8 @@ var tableNames = [
   'idempotency'
   'connections'
   'syncs'
+  'inventory'
+  'recommendations'
 ]
 
 var containerNames = [

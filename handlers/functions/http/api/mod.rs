@@ -9,6 +9,7 @@
 pub mod audit_log;
 pub mod connections;
 pub mod context;
+pub mod inventory;
 pub mod invitations;
 pub mod limits;
 pub mod members;
@@ -293,6 +294,22 @@ pub fn routes() -> Vec<ApiRoute> {
             None,
             false,
             audit_log::list,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/resources",
+            Read,
+            None,
+            false,
+            inventory::resources,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/recommendations",
+            Read,
+            None,
+            false,
+            inventory::recommendations,
         ),
     ]
 }
