@@ -11,6 +11,7 @@ mod connections;
 mod connections_leak;
 mod function_specs;
 mod host_contract;
+mod inventory;
 mod process;
 mod settings;
 mod storage_blob;
