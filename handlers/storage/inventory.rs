@@ -48,12 +48,29 @@ const BATCH: usize = 100;
 /// prefix takes some).
 const MAX_READABLE_KEY: usize = 900;
 
+/// The largest `Data` property written, in bytes of JSON: a table string property holds 64 KiB of
+/// UTF-16, i.e. 32 K characters at most.
+const MAX_DATA: usize = 30_000;
+
 /// An item kept in a generational set.
 pub trait SetItem: Serialize + DeserializeOwned + Send + Sync {
     /// The identity within the subscription's set.
     fn key(&self) -> String;
     /// Up to three lower-case values the service can filter on (`K1`..`K3`).
     fn columns(&self) -> [Option<String>; 3];
+    /// Makes the item's JSON fit in about `budget` bytes by dropping what matters least.
+    fn shrink(&mut self, budget: usize);
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
 }
 
 impl SetItem for InventoryItem {
@@ -68,6 +85,26 @@ impl SetItem for InventoryItem {
             self.location.as_deref().map(str::to_ascii_lowercase),
         ]
     }
+
+    /// Azure allows 50 tags of up to 512 + 256 characters: the tags are what can outgrow a row.
+    /// Tags are kept in key order while they fit half the budget, and every value is bounded.
+    fn shrink(&mut self, budget: usize) {
+        let mut used = 0;
+        let mut kept = std::collections::BTreeMap::new();
+        for (mut key, mut value) in std::mem::take(&mut self.tags) {
+            truncate(&mut key, 512);
+            truncate(&mut value, 256);
+            used += key.len() + value.len() + 8;
+            if used > budget / 2 {
+                break;
+            }
+            kept.insert(key, value);
+        }
+        self.tags = kept;
+        for text in [&mut self.name, &mut self.id] {
+            truncate(text, 2048);
+        }
+    }
 }
 
 impl SetItem for RecommendationItem {
@@ -81,6 +118,23 @@ impl SetItem for RecommendationItem {
             self.impact.map(|i| i.as_str().to_ascii_lowercase()),
             None,
         ]
+    }
+
+    fn shrink(&mut self, budget: usize) {
+        let share = budget / 8;
+        for text in [
+            &mut self.problem,
+            &mut self.solution,
+            &mut self.impacted_name,
+            &mut self.impacted_type,
+            &mut self.resource_id,
+            &mut self.learn_more_link,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            truncate(text, share);
+        }
     }
 }
 
@@ -248,11 +302,23 @@ impl<T: SetItem> GenerationalSet<T> {
         items: BTreeMap<String, T>,
     ) -> Result<(), StoreError> {
         let mut batch = Batch::new(partition);
-        for (key, item) in items {
+        for (key, mut item) in items {
             let [k1, k2, k3] = item.columns();
-            let data = serde_json::to_string(&item).map_err(|e| {
-                StoreError::Unavailable(anyhow::anyhow!("encode {}: {e}", self.kind))
-            })?;
+            let encode = |item: &T| {
+                serde_json::to_string(item).map_err(|e| {
+                    StoreError::Unavailable(anyhow::anyhow!("encode {}: {e}", self.kind))
+                })
+            };
+            let mut data = encode(&item)?;
+            if data.len() > MAX_DATA {
+                // One outsized item must not fail the whole set: keep it, smaller.
+                item.shrink(MAX_DATA);
+                data = encode(&item)?;
+                tracing::warn!(
+                    set = self.kind,
+                    "an item was too large for one row and was shortened"
+                );
+            }
             let entity = Entity::new(
                 partition,
                 format!("{generation}:{key}"),
@@ -356,6 +422,10 @@ impl<T: SetItem> GenerationalSet<T> {
     /// Items in key order: of every subscription (or one), starting after `after`, filtered by
     /// `columns` on the service and `keep` here, until `limit` are found. Returns the items and
     /// whether more may follow.
+    ///
+    /// A replace that lands during the scan deletes the generation being read, which would make the
+    /// page come back short: the pointers are read again afterwards, and the scan repeated on the new
+    /// generations if any moved (a few times at most; syncs of one subscription are nightly).
     async fn scan(
         &self,
         workspace: WorkspaceId,
@@ -366,14 +436,41 @@ impl<T: SetItem> GenerationalSet<T> {
         keep: &(dyn Fn(&T) -> bool + Sync),
     ) -> Result<(Vec<(String, String, T)>, bool), StoreError> {
         let table = self.table()?;
+        let mut pointers = self.pointers(&table, workspace, subscription).await?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = self
+                .scan_generations(&table, workspace, &pointers, columns, &after, limit, keep)
+                .await?;
+            let now = self.pointers(&table, workspace, subscription).await?;
+            if now == pointers || attempts == 3 {
+                return Ok(result);
+            }
+            pointers = now;
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one private step of `scan`")]
+    async fn scan_generations(
+        &self,
+        table: &Table,
+        workspace: WorkspaceId,
+        pointers: &[(String, String)],
+        columns: &[Option<String>; 3],
+        after: &Option<(String, String)>,
+        limit: usize,
+        keep: &(dyn Fn(&T) -> bool + Sync),
+    ) -> Result<(Vec<(String, String, T)>, bool), StoreError> {
         let mut found = Vec::new();
-        for (sub, generation) in self.pointers(&table, workspace, subscription).await? {
+        for (sub, generation) in pointers {
+            let (sub, generation) = (sub.clone(), generation.clone());
             if after.as_ref().is_some_and(|(s, _)| sub < *s) {
                 continue;
             }
             let partition = items_partition(workspace, &sub);
             let (from, to) = generation_range(&generation);
-            let lower = match &after {
+            let lower = match after {
                 Some((s, key)) if *s == sub => {
                     format!("RowKey gt {}", odata_string(&format!("{from}{key}")))
                 }
@@ -560,6 +657,29 @@ mod tests {
         let b = new_generation();
         assert_ne!(a, b);
         assert!(!a.contains(':') && !a.contains(';'));
+    }
+
+    #[test]
+    fn an_item_with_huge_tags_is_shortened_to_fit_a_row() {
+        let mut item = InventoryItem {
+            subscription: "s".into(),
+            id: "/x".into(),
+            name: "x".into(),
+            resource_type: "t".into(),
+            resource_group: None,
+            location: None,
+            sku: None,
+            sku_tier: None,
+            tags: (0..50)
+                .map(|i| (format!("{i:02}{}", "k".repeat(600)), "é".repeat(300)))
+                .collect(),
+            power_state: None,
+        };
+        assert!(serde_json::to_string(&item).unwrap().len() > MAX_DATA);
+        item.shrink(MAX_DATA);
+        assert!(serde_json::to_string(&item).unwrap().len() <= MAX_DATA);
+        assert!(!item.tags.is_empty());
+        assert!(item.tags.keys().all(|k| k.len() <= 512));
     }
 
     #[test]
