@@ -25,8 +25,14 @@
 
 use std::time::Instant;
 
-use crate::azure::{AzureClient, AzureEndpoints, AzureError, GraphResource, Recommendation};
-use crate::domain::connections::{Credentials, SubscriptionAccess};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::azure::{
+    AzureClient, AzureEndpoints, AzureError, ClientOptions, ClientSecret, GraphResource,
+    Recommendation,
+};
+use crate::domain::connections::{Connection, Credentials, SubscriptionAccess};
 use crate::domain::inventory::{
     Category, Impact, InventoryItem, InventoryStore, RecommendationItem, RecommendationStore,
     Replaced, Savings,
@@ -41,6 +47,10 @@ pub const NEEDS_READER: &str = "skipped: needs Reader. Sixpence lists resources 
 /// Why recommendations are skipped when the principal can read neither costs nor resources.
 pub const NEEDS_A_READ_ROLE: &str = "skipped: needs Reader or Cost Management Reader on the \
     subscription to read Advisor recommendations.";
+
+/// Why a part is skipped when the connection no longer lists the subscription.
+pub const NOT_CONNECTED: &str =
+    "skipped: the connection no longer lists this subscription; choose it again to sync it.";
 
 /// How a part reads Azure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +135,45 @@ pub enum PartOutcome {
     Failed(SyncPartError),
 }
 
+/// A part's outcome as the sync run records and the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartSummary {
+    /// `synced`, `skipped` or `failed`.
+    pub status: &'static str,
+    pub rows: usize,
+    pub pages: u32,
+    /// The reason or the error, in the customer's words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 impl PartOutcome {
+    pub fn summary(&self) -> PartSummary {
+        match self {
+            PartOutcome::Synced(report) => PartSummary {
+                status: "synced",
+                rows: report.rows,
+                pages: report.pages,
+                message: report.superseded.then(|| {
+                    "another sync of this subscription finished first; its data stands".to_owned()
+                }),
+            },
+            PartOutcome::Skipped { reason } => PartSummary {
+                status: "skipped",
+                rows: 0,
+                pages: 0,
+                message: Some((*reason).to_owned()),
+            },
+            PartOutcome::Failed(err) => PartSummary {
+                status: "failed",
+                rows: 0,
+                pages: 0,
+                message: Some(err.message.clone()),
+            },
+        }
+    }
+
     fn from_result(result: Result<PartReport, SyncPartError>) -> Self {
         match result {
             Ok(report) => PartOutcome::Synced(report),
@@ -156,7 +204,7 @@ pub async fn sync_subscription_extras(
     access: &SubscriptionAccess,
     options: PartOptions,
 ) -> ExtrasReport {
-    let client = match endpoints.client(credentials) {
+    let client = match sync_client(endpoints, credentials) {
         Ok(client) => client,
         Err(err) => {
             let failed =
@@ -195,6 +243,81 @@ pub async fn sync_subscription_extras(
         inventory,
         recommendations,
     }
+}
+
+/// A client for the nightly parts: the default retry budget (minutes, not the 20 s an admin waiting
+/// on onboarding gets), because nobody waits on it and a throttled part that gives up early only
+/// fails until the next night.
+fn sync_client(
+    endpoints: &AzureEndpoints,
+    credentials: &Credentials,
+) -> Result<AzureClient, AzureError> {
+    AzureClient::with_client_secret(
+        Some(endpoints.arm.clone()),
+        ClientSecret {
+            tenant_id: credentials.tenant_id.clone(),
+            client_id: credentials.client_id.clone(),
+            secret: credentials.secret.clone(),
+        },
+        Some(ClientOptions {
+            authority: endpoints.authority.clone(),
+            ..ClientOptions::default()
+        }),
+    )
+}
+
+/// The worker's entry point: both parts for one subscription of a connection, with the app's
+/// Azure endpoints and stores. A subscription the connection no longer lists is skipped, and a
+/// secret that cannot be opened fails both parts (the cost sync will report the same).
+pub async fn sync_extras(
+    state: &AppState,
+    connection: &Connection,
+    subscription: &str,
+    options: PartOptions,
+) -> ExtrasReport {
+    let Some(access) = connection
+        .subscriptions
+        .iter()
+        .find(|s| s.subscription_id.eq_ignore_ascii_case(subscription))
+    else {
+        let skipped = || PartOutcome::Skipped {
+            reason: NOT_CONNECTED,
+        };
+        return ExtrasReport {
+            inventory: skipped(),
+            recommendations: skipped(),
+        };
+    };
+    let credentials = match state.connections().credentials(connection) {
+        Ok(credentials) => credentials,
+        Err(err) => {
+            tracing::error!(error = %err, "the connection's secret could not be opened");
+            let failed = || {
+                PartOutcome::Failed(SyncPartError {
+                    message:
+                        "Sixpence could not use the connection's secret. We have been notified."
+                            .to_owned(),
+                    transient: false,
+                    access_denied: false,
+                    source: None,
+                })
+            };
+            return ExtrasReport {
+                inventory: failed(),
+                recommendations: failed(),
+            };
+        }
+    };
+    sync_subscription_extras(
+        &state.settings().azure,
+        &credentials,
+        state.inventory(),
+        state.recommendations(),
+        connection.workspace,
+        access,
+        options,
+    )
+    .await
 }
 
 /// Building a client fails only for configuration reasons; the error is not `Clone`.
@@ -374,6 +497,40 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn outcomes_summarise_in_the_customers_words() {
+        let synced = PartOutcome::Synced(PartReport {
+            rows: 3,
+            pages: 1,
+            superseded: false,
+            duration_ms: 5,
+        })
+        .summary();
+        assert_eq!(
+            (synced.status, synced.rows, synced.message),
+            ("synced", 3, None)
+        );
+        let skipped = PartOutcome::Skipped {
+            reason: NEEDS_READER,
+        }
+        .summary();
+        assert_eq!(skipped.status, "skipped");
+        assert_eq!(
+            serde_json::to_value(&skipped).unwrap()["message"],
+            NEEDS_READER
+        );
+        let failed = PartOutcome::Failed(SyncPartError::azure(
+            "resources",
+            AzureError::AccessRevoked {
+                status: 403,
+                code: Some("AuthorizationFailed".into()),
+            },
+        ))
+        .summary();
+        assert_eq!(failed.status, "failed");
+        assert!(failed.message.unwrap().contains("Reader"));
+    }
 
     #[test]
     fn a_vm_row_becomes_an_item_with_its_power_state_and_lower_case_keys() {

@@ -297,6 +297,16 @@ async fn inventory_and_recommendations_sync_page_by_page_and_the_api_filters_and
         elsewhere.is_empty(),
         "only synced subscriptions have resources"
     );
+    // Another workspace of the same owner sees none of it.
+    let other = r.w.app.create_workspace(&r.w.owner, "Other").await;
+    for rest in ["resources", "recommendations"] {
+        let answer =
+            r.w.app
+                .get_as(&r.w.owner, &format!("/api/v1/workspaces/{other}/{rest}"))
+                .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.body["items"], serde_json::json!([]), "{rest}");
+    }
 
     // Recommendations: all of them, then Cost ones with their savings total per currency.
     let all = r.get("/recommendations").await;
