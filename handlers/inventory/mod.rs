@@ -90,6 +90,8 @@ pub struct SyncPartError {
     /// Azure answered 401/403 to this part's calls. Not a verdict on the connection: the cost sync
     /// decides that from its own calls.
     pub access_denied: bool,
+    /// How long Azure asked to wait, when it throttled us past the client's retry budget.
+    pub retry_after: Option<std::time::Duration>,
     #[source]
     source: Option<anyhow::Error>,
 }
@@ -109,6 +111,7 @@ impl SyncPartError {
             message,
             transient: err.is_transient(),
             access_denied,
+            retry_after: err.retry_after(),
             source: Some(err.into()),
         }
     }
@@ -119,6 +122,7 @@ impl SyncPartError {
                 .to_owned(),
             transient: true,
             access_denied: false,
+            retry_after: None,
             source: Some(err.into()),
         }
     }
@@ -299,6 +303,7 @@ pub async fn sync_extras(
                             .to_owned(),
                     transient: false,
                     access_denied: false,
+                    retry_after: None,
                     source: None,
                 })
             };
