@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::connections::ConnectionService;
 use crate::domain::audit::AuditLog;
 use crate::domain::idempotency::IdempotencyStore;
+use crate::domain::inventory::{InventoryStore, RecommendationStore};
 use crate::domain::system::SystemStore;
 use crate::domain::tenancy::TenancyStore;
 use crate::error::{Error, Result};
@@ -33,6 +34,8 @@ struct Inner {
     sync_ledger: Arc<dyn crate::domain::sync::SyncLedger>,
     costs: Arc<dyn crate::domain::costs::CostStore>,
     sync_runs: Arc<dyn crate::domain::sync::SyncRunStore>,
+    inventory: Arc<dyn InventoryStore>,
+    recommendations: Arc<dyn RecommendationStore>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -61,6 +64,12 @@ impl AppState {
         let sync_runs = Arc::new(crate::storage::sync_runs::TableSyncRuns::new(
             storage.clone(),
         ));
+        let inventory = Arc::new(crate::storage::inventory::TableInventoryStore::new(
+            storage.clone(),
+        ));
+        let recommendations = Arc::new(crate::storage::inventory::TableRecommendationStore::new(
+            storage.clone(),
+        ));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -72,6 +81,8 @@ impl AppState {
             sync_ledger,
             costs,
             sync_runs,
+            inventory,
+            recommendations,
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
@@ -120,6 +131,14 @@ impl AppState {
 
     pub fn sync_runs(&self) -> &dyn crate::domain::sync::SyncRunStore {
         self.0.sync_runs.as_ref()
+    }
+
+    pub fn inventory(&self) -> &dyn InventoryStore {
+        self.0.inventory.as_ref()
+    }
+
+    pub fn recommendations(&self) -> &dyn RecommendationStore {
+        self.0.recommendations.as_ref()
     }
 
     pub fn limits(&self) -> &RateLimits {

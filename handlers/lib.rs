@@ -7,7 +7,8 @@
 //!   kind, plus the router built from [`functions::REGISTRY`]. Thin: decode, call the domain, encode.
 //! - [`domain`]: the business rules and the port traits they need. Knows nothing of HTTP or Azure.
 //! - [`storage`]: Azure Table, Blob and Queue adapters implementing the domain's ports.
-//! - [`connections`]: the one application service that spans them (onboarding a customer tenant).
+//! - [`connections`], [`inventory`]: application services that span them (onboarding a customer
+//!   tenant; syncing a subscription's inventory and Advisor recommendations).
 //! - [`azure`], [`secrets`]: the read-only Azure client and secrets at rest.
 //! - [`config`], [`telemetry`], [`error`], [`app`]: settings, logs, the one error type, wiring.
 //!
@@ -32,6 +33,9 @@ pub mod error;
 pub mod functions;
 /// The Functions custom-handler protocol.
 pub mod host;
+/// Syncing a subscription's Resource Graph inventory and Advisor recommendations (called by the
+/// cost-sync worker; each part tolerant of the other failing).
+pub mod inventory;
 /// Service-principal secrets at rest: the data-key keyring, AES-256-GCM sealing bound to its place.
 pub mod secrets;
 /// Azure Storage adapters.

@@ -18,9 +18,12 @@ use super::error::AzureError;
 /// The most rows Resource Graph returns per page.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
-/// The inventory query: `id` is projected so paging order is stable.
+/// The inventory query: `id` is projected so paging order is stable. A VM's power state lives in
+/// `properties.extended.instanceView` (Resource Graph fills it for VMs only); it is projected as one
+/// column instead of the whole `properties` bag, which can be large.
 pub const RESOURCES_QUERY: &str = "Resources \
-    | project id, name, type, location, resourceGroup, subscriptionId, tags, sku, kind \
+    | extend powerState = tostring(properties.extended.instanceView.powerState.code) \
+    | project id, name, type, location, resourceGroup, subscriptionId, tags, sku, kind, powerState \
     | order by id asc";
 
 /// A Resource Graph query over some subscriptions.
@@ -150,6 +153,8 @@ pub struct GraphResource {
     pub subscription_id: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub sku: Option<Value>,
+    /// A VM's power state code as Azure spells it (`PowerState/running`); `None` for other types.
+    pub power_state: Option<String>,
 }
 
 impl GraphResource {
@@ -177,6 +182,16 @@ impl GraphResource {
             subscription_id: text("subscriptionId"),
             tags,
             sku: row.get("sku").filter(|v| !v.is_null()).cloned(),
+            // The projected column; a row that carries the whole `properties` bag instead (a query
+            // without the projection) has it nested.
+            power_state: text("powerState")
+                .or_else(|| {
+                    row.get("properties")
+                        .and_then(|p| p.pointer("/extended/instanceView/powerState/code"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .filter(|s| !s.is_empty()),
         })
     }
 }
@@ -278,6 +293,29 @@ mod tests {
         assert_eq!(resources[0].id, "/subscriptions/s/x");
         assert_eq!(resources[0].tags["env"], "prod");
         assert_eq!(resources[0].tags["n"], "3");
+        assert_eq!(resources[0].power_state, None);
+    }
+
+    #[test]
+    fn the_power_state_is_read_from_its_column_or_from_properties() {
+        let body = br#"{"data":[
+            {"id":"/a","powerState":"PowerState/running"},
+            {"id":"/b","powerState":""},
+            {"id":"/c","properties":{"extended":{"instanceView":{"powerState":{"code":"PowerState/deallocated"}}}}}]}"#;
+        let states: Vec<_> = ResourceGraphPage::from_json(body)
+            .unwrap()
+            .resources()
+            .into_iter()
+            .map(|r| r.power_state)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                Some("PowerState/running".to_owned()),
+                None,
+                Some("PowerState/deallocated".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod costs;
 pub mod events;
 pub mod idempotency;
+pub mod inventory;
 pub mod store;
 pub mod sync;
 pub mod system;

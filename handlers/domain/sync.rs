@@ -16,7 +16,13 @@ use super::tenancy::WorkspaceId;
 #[serde(rename_all = "camelCase")]
 pub enum SyncTrigger {
     Nightly,
+    /// A member asked for a sync now (`POST .../syncs`).
+    Manual,
 }
+
+/// How many times an hour a workspace may ask for a sync now. Each request costs the customer's
+/// tenant Cost Management quota (shared with their own tools), so it is kept to a few.
+pub const MANUAL_SYNCS_PER_HOUR: u32 = 4;
 
 /// One subscription to sync for one night.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +43,22 @@ pub fn nightly_requests<'a>(
     connections: impl IntoIterator<Item = &'a Connection>,
     night: Date,
 ) -> Vec<SyncRequest> {
+    requests(connections, night, SyncTrigger::Nightly)
+}
+
+/// The same subscriptions as the nightly run, asked for now.
+pub fn manual_requests<'a>(
+    connections: impl IntoIterator<Item = &'a Connection>,
+    today: Date,
+) -> Vec<SyncRequest> {
+    requests(connections, today, SyncTrigger::Manual)
+}
+
+fn requests<'a>(
+    connections: impl IntoIterator<Item = &'a Connection>,
+    night: Date,
+    trigger: SyncTrigger,
+) -> Vec<SyncRequest> {
     let mut requests: Vec<SyncRequest> = Vec::new();
     for connection in connections.into_iter().filter(|c| c.is_active()) {
         for subscription in connection.selected_subscriptions() {
@@ -51,7 +73,7 @@ pub fn nightly_requests<'a>(
                     connection: connection.id,
                     subscription: subscription.subscription_id.to_ascii_lowercase(),
                     night,
-                    trigger: SyncTrigger::Nightly,
+                    trigger,
                 });
             }
         }
@@ -66,6 +88,13 @@ pub trait SyncLedger: Send + Sync {
     async fn claim(&self, request: &SyncRequest) -> Result<bool, StoreError>;
     /// Forgets a claim whose message could not be sent, so a re-run schedules it.
     async fn release(&self, request: &SyncRequest) -> Result<(), StoreError>;
+    /// Takes one of the [`MANUAL_SYNCS_PER_HOUR`] slots of the hour starting at `hour`; `false`
+    /// when all are taken.
+    async fn claim_manual(
+        &self,
+        workspace: WorkspaceId,
+        hour: time::OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Where a sync run is.
@@ -107,6 +136,24 @@ pub struct SyncRun {
     /// What went wrong, in the customer's words.
     #[serde(default)]
     pub error: Option<String>,
+    /// How the same run's Resource Graph inventory and Advisor parts went (each is tolerant of the
+    /// other and of the cost part failing; `None` when they were not attempted).
+    #[serde(default)]
+    pub inventory: Option<PartResult>,
+    #[serde(default)]
+    pub recommendations: Option<PartResult>,
+}
+
+/// The outcome of an inventory or recommendations part of a sync run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartResult {
+    /// `synced`, `skipped` or `failed`.
+    pub status: String,
+    pub rows: u64,
+    /// The reason or the error, in the customer's words.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// The record of sync runs, newest first per workspace.

@@ -31,6 +31,7 @@ pub mod connection;
 pub mod costs;
 pub mod events;
 pub mod idempotency;
+pub mod inventory;
 pub mod names;
 pub mod queue;
 mod shared_key;

@@ -30,6 +30,12 @@ pub const COSTS_TABLE: &str = "costs";
 /// Each synced month's current generation, one partition per workspace and subscription.
 pub const COST_MONTHS_TABLE: &str = "costmonths";
 
+/// Resource Graph inventory per subscription, replaced whole by each sync (`storage::inventory`).
+pub const INVENTORY_TABLE: &str = "inventory";
+
+/// Advisor recommendations per subscription, replaced whole by each sync (`storage::inventory`).
+pub const RECOMMENDATIONS_TABLE: &str = "recommendations";
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -41,6 +47,8 @@ pub const TABLES: &[&str] = &[
     SYNCS_TABLE,
     COSTS_TABLE,
     COST_MONTHS_TABLE,
+    INVENTORY_TABLE,
+    RECOMMENDATIONS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.

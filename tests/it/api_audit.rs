@@ -139,7 +139,7 @@ fn case(
                 format!("/api/v1/workspaces/{a}/connections/{connection}/verify"),
                 None,
                 &owner,
-                json!([{"field": "state", "from": "verified", "to": "verified"}]),
+                json!([{"field": "state", "from": "subscriptionsChosen", "to": "subscriptionsChosen"}]),
             )
         },
         ("PUT", "/api/v1/workspaces/{id}/connections/{connectionId}/secret") => Case {
@@ -155,12 +155,20 @@ fn case(
             target: Some(format!("connection/{connection}")),
             ..case(
                 format!("/api/v1/workspaces/{a}/connections/{connection}/subscriptions"),
-                Some(json!({"subscriptionIds": [sim.subscriptions[0]]})),
+                Some(json!({"subscriptionIds": [sim.subscriptions[1]]})),
                 &owner,
                 json!([
-                    {"field": "subscriptions", "from": null, "to": sim.subscriptions[0]},
-                    {"field": "state", "from": "verified", "to": "subscriptionsChosen"}
+                    {"field": "subscriptions", "from": sim.subscriptions[0], "to": sim.subscriptions[1]}
                 ]),
+            )
+        },
+        ("POST", "/api/v1/workspaces/{id}/syncs") => Case {
+            target: Some(format!("workspace/{a}/syncs")),
+            ..case(
+                format!("/api/v1/workspaces/{a}/syncs"),
+                None,
+                &cast.analyst,
+                json!([{"field": "subscriptions", "from": null, "to": sim.subscriptions[0].to_ascii_lowercase()}]),
             )
         },
         (method, path) => panic!(
@@ -375,15 +383,16 @@ async fn the_trail_filters_pages_newest_first_and_cannot_be_edited() {
         .await;
     assert_eq!(changed.status, 200, "{}", changed.text);
 
-    // create + 4 invitations + 3 accepts + a connection + rename + role change.
+    // create + 4 invitations + 3 accepts + a connection and its subscription + rename + role
+    // change.
     let all = items(&list(&app, owner, a, "limit=200").await);
-    assert_eq!(all.len(), 11, "{all:#?}");
+    assert_eq!(all.len(), 12, "{all:#?}");
     assert!(
         all.windows(2).all(|w| at(&w[0]) >= at(&w[1])),
         "newest first: {all:#?}"
     );
     assert_eq!(all[0]["action"], "member.role.change");
-    assert_eq!(all[10]["action"], "workspace.create");
+    assert_eq!(all[11]["action"], "workspace.create");
 
     // Pages of three, linked by cursors, add up to the whole trail in the same order.
     let mut paged = Vec::new();

@@ -106,6 +106,10 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             (Invitee, 200, None)
         }
         ("GET", "/api/v1/workspaces/{id}/audit") => (Administer, 200, None),
+        (
+            "GET",
+            "/api/v1/workspaces/{id}/resources" | "/api/v1/workspaces/{id}/recommendations",
+        ) => (Read, 200, None),
         ("GET", "/api/v1/workspaces/{id}/connections") => (Read, 200, None),
         // Without `from` and `to`: a member reaches the parameter check (400), others are stopped first.
         ("GET", "/api/v1/workspaces/{id}/costs") => (Read, 400, None),
@@ -139,6 +143,7 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             400,
             Some(json!({ "subscriptionIds": ["00000000-0000-0000-0000-000000000000"] })),
         ),
+        ("POST", "/api/v1/workspaces/{id}/syncs") => (Permission::Analyse, 202, None),
         (method, path) => panic!(
             "{method} {path} is not classified in api_isolation::classify: declare who may call it, \
              what an authorised call answers and the body it needs, so the permission matrix covers it"

@@ -767,3 +767,55 @@ async fn the_sync_scheduler_enqueues_each_chosen_subscription_once_a_night() {
         assert_eq!(message["night"], today.as_str());
     }
 }
+
+#[tokio::test]
+async fn a_sync_now_queues_the_chosen_subscriptions_a_few_times_an_hour_then_429() {
+    let w = world().await;
+    let nothing = w
+        .app
+        .call("POST", &w.path("/syncs"))
+        .auth(Some(&w.owner))
+        .send()
+        .await;
+    nothing.assert_problem(409, Some("conflict"));
+    let id = w.app.connect_and_choose(&w.owner, &w.workspace).await;
+    let _ = id;
+    w.app
+        .join(&w.owner, &w.workspace, "analyst@contoso.example", "analyst")
+        .await;
+    let analyst = token("analyst@contoso.example");
+    for _ in 0..4 {
+        let queued = w
+            .app
+            .call("POST", &w.path("/syncs"))
+            .auth(Some(&analyst))
+            .send()
+            .await;
+        assert_eq!(queued.status, 202, "{}", queued.text);
+        assert_eq!(
+            queued.body["subscriptions"],
+            json!([w.sim().credentials(0).subscriptions[0].to_ascii_lowercase()])
+        );
+    }
+    let limited = w
+        .app
+        .call("POST", &w.path("/syncs"))
+        .auth(Some(&w.owner))
+        .send()
+        .await;
+    limited.assert_problem(429, Some("rate-limited"));
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    let queued = w
+        .storage
+        .queues()
+        .queue("cost-sync")
+        .expect("queue")
+        .peek(32)
+        .await
+        .expect("peek");
+    assert_eq!(queued.len(), 4, "one message per accepted request");
+}

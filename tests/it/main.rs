@@ -12,6 +12,7 @@ mod connections_leak;
 mod costs;
 mod function_specs;
 mod host_contract;
+mod inventory;
 mod process;
 mod settings;
 mod storage_blob;

@@ -1305,9 +1305,11 @@ fn kql_filter(query: &str, keyword: &str) -> Option<Vec<String>> {
     found
 }
 
-/// Columns of a simple `| project a, b, c` (only when every name is a plain top-level key).
+/// Columns of a simple `| project a, b, c` (only when every name is a plain top-level key, or
+/// `powerState` as Sixpence's inventory query extends it from `properties`).
 fn kql_project(query: &str) -> Option<Vec<String>> {
     const KEYS: &[&str] = &[
+        "powerState",
         "id",
         "name",
         "type",
@@ -1520,7 +1522,22 @@ fn resource_graph(shared: &Shared, tenant: usize, body: &[u8]) -> Response {
             .map(|row| {
                 Value::Object(
                     cols.iter()
-                        .map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Value::Null)))
+                        .map(|c| {
+                            // `extend powerState = tostring(properties.extended.instanceView.powerState.code)`:
+                            // `tostring` of a missing value is "".
+                            let value = if c == "powerState" {
+                                json!(
+                                    row.pointer(
+                                        "/properties/extended/instanceView/powerState/code"
+                                    )
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                )
+                            } else {
+                                row.get(c).cloned().unwrap_or(Value::Null)
+                            };
+                            (c.clone(), value)
+                        })
                         .collect(),
                 )
             })

@@ -206,11 +206,27 @@ async fn sync_subscription(
         qpu: 0,
         attempt,
         error: None,
+        inventory: None,
+        recommendations: None,
     };
     state.sync_runs().save(&run).await?;
     tracing::info!(workspace = %run.workspace, %subscription, run = %run.id, backfill, qpu = window_qpu(&window), "cost sync started");
 
-    match fetch_and_store(state, &connection, &mut run, &window).await {
+    let outcome = fetch_and_store(state, &connection, &mut run, &window).await;
+    // Inventory and Advisor ride on the same message, each tolerant of the other and of the cost
+    // part failing; not when the principal was refused (the connection is about to be revoked).
+    if !matches!(&outcome, Err(Failure::Azure(err)) if customer_must_fix(err)) {
+        let extras = crate::inventory::sync_extras(
+            state,
+            &connection,
+            &subscription,
+            crate::inventory::PartOptions::default(),
+        )
+        .await;
+        run.inventory = Some(part_result(&extras.inventory));
+        run.recommendations = Some(part_result(&extras.recommendations));
+    }
+    match outcome {
         Ok(()) => {
             if backfill {
                 state
@@ -262,6 +278,15 @@ async fn sync_subscription(
             }
             Err(error)
         }
+    }
+}
+
+fn part_result(outcome: &crate::inventory::PartOutcome) -> crate::domain::sync::PartResult {
+    let summary = outcome.summary();
+    crate::domain::sync::PartResult {
+        status: summary.status.to_owned(),
+        rows: summary.rows as u64,
+        message: summary.message,
     }
 }
 

@@ -89,6 +89,20 @@ async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
     Ok(Outputs::default())
 }
 
+/// Sends the `cost-sync` message of one request.
+pub async fn enqueue(queue: &Queue, request: &SyncRequest) -> anyhow::Result<()> {
+    let message = CostSyncMessage {
+        version: MESSAGE_VERSION,
+        workspace: request.workspace,
+        connection: request.connection,
+        subscription: request.subscription.clone(),
+        night: request.night,
+    };
+    let text = serde_json::to_string(&message)?;
+    queue.send(&text, None).await?;
+    Ok(())
+}
+
 async fn schedule(state: &AppState, queue: &Queue, request: &SyncRequest) -> Scheduled {
     match state.sync_ledger().claim(request).await {
         Ok(true) => {}
@@ -98,18 +112,7 @@ async fn schedule(state: &AppState, queue: &Queue, request: &SyncRequest) -> Sch
             return Scheduled::Failed;
         }
     }
-    let message = CostSyncMessage {
-        version: MESSAGE_VERSION,
-        workspace: request.workspace,
-        connection: request.connection,
-        subscription: request.subscription.clone(),
-        night: request.night,
-    };
-    let sent = match serde_json::to_string(&message) {
-        Ok(text) => queue.send(&text, None).await.map_err(anyhow::Error::from),
-        Err(err) => Err(err.into()),
-    };
-    match sent {
+    match enqueue(queue, request).await {
         Ok(_) => Scheduled::Sent,
         Err(err) => {
             tracing::error!(error = %err, workspace = %request.workspace, subscription = %request.subscription, "could not enqueue a sync");

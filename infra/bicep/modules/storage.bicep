@@ -34,6 +34,8 @@ var tableNames = [
   'syncs'
   'costs'
   'costmonths'
+  'inventory'
+  'recommendations'
 ]
 
 var containerNames = [

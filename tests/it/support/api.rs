@@ -170,6 +170,23 @@ impl TestApp {
         assert_eq!(accepted.status, 200, "{}", accepted.text);
     }
 
+    /// Connects `workspace` to the app's simulated tenant (its first tenant's principal) and
+    /// chooses its first subscription; returns the connection id.
+    pub async fn connect_and_choose(&self, admin: &str, workspace: &str) -> String {
+        let id = self.connect(admin, workspace).await;
+        let chosen = self
+            .call(
+                "PUT",
+                &format!("/api/v1/workspaces/{workspace}/connections/{id}/subscriptions"),
+            )
+            .auth(Some(admin))
+            .json(&json!({ "subscriptionIds": [self.sim.credentials(0).subscriptions[0]] }))
+            .send()
+            .await;
+        assert_eq!(chosen.status, 200, "{}", chosen.text);
+        id
+    }
+
     /// Connects `workspace` to the app's simulated tenant (its first tenant's principal); returns
     /// the connection id. The connection is verified.
     pub async fn connect(&self, admin: &str, workspace: &str) -> String {
@@ -260,7 +277,7 @@ pub struct Cast {
     pub stranger: Person,
     /// A pending invitation to A for `invitee` (viewer role).
     pub invitation: String,
-    /// A verified connection of A to the app's simulated tenant, no subscription chosen yet.
+    /// A connection of A to the app's simulated tenant, its first subscription chosen.
     pub connection: String,
 }
 
@@ -295,7 +312,7 @@ impl Cast {
             app.join(&owner.token, &a, &viewer.email, "viewer"),
         );
         let invitation = app.invite(&owner.token, &a, &invitee.email, "viewer").await;
-        let connection = app.connect(&owner.token, &a).await;
+        let connection = app.connect_and_choose(&owner.token, &a).await;
         let mut people = [
             &mut owner,
             &mut admin,

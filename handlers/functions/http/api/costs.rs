@@ -310,6 +310,28 @@ pub struct SyncRunView {
     pub retries: u32,
     /// What went wrong, in plain words.
     pub error: Option<String>,
+    /// The same run's Resource Graph inventory part.
+    pub inventory: Option<PartView>,
+    /// The same run's Advisor recommendations part.
+    pub recommendations: Option<PartView>,
+}
+
+/// How an inventory or recommendations part of a sync went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartView {
+    /// `synced`, `skipped` or `failed`.
+    #[schema(example = "synced")]
+    pub status: String,
+    pub rows: u64,
+    pub message: Option<String>,
+}
+
+fn part_view(part: &crate::domain::sync::PartResult) -> PartView {
+    PartView {
+        status: part.status.clone(),
+        rows: part.rows,
+        message: part.message.clone(),
+    }
 }
 
 fn status_text(status: RunStatus) -> &'static str {
@@ -343,6 +365,8 @@ impl From<&SyncRun> for SyncRunView {
             qpu: run.qpu,
             retries: run.attempt.saturating_sub(1),
             error: run.error.clone(),
+            inventory: run.inventory.as_ref().map(part_view),
+            recommendations: run.recommendations.as_ref().map(part_view),
         }
     }
 }

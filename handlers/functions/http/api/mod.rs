@@ -10,10 +10,12 @@ pub mod audit_log;
 pub mod connections;
 pub mod context;
 pub mod costs;
+pub mod inventory;
 pub mod invitations;
 pub mod limits;
 pub mod members;
 pub mod openapi;
+pub mod syncs;
 pub mod views;
 pub mod workspaces;
 
@@ -113,7 +115,7 @@ where
 
 /// Every route of the tenant API.
 pub fn routes() -> Vec<ApiRoute> {
-    use Permission::{Administer, Invitee, Public, Read, SignedIn};
+    use Permission::{Administer, Analyse, Invitee, Public, Read, SignedIn};
     const WS: &str = "/api/v1/workspaces/{id}";
     let _ = WS;
     vec![
@@ -279,6 +281,14 @@ pub fn routes() -> Vec<ApiRoute> {
             connections::rotate_secret,
         ),
         route(
+            "POST",
+            "/api/v1/workspaces/{id}/syncs",
+            Analyse,
+            Some("sync.request"),
+            false,
+            syncs::request,
+        ),
+        route(
             "GET",
             "/api/v1/workspaces/{id}/audit",
             Administer,
@@ -309,6 +319,22 @@ pub fn routes() -> Vec<ApiRoute> {
             None,
             false,
             costs::syncs,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/resources",
+            Read,
+            None,
+            false,
+            inventory::resources,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/recommendations",
+            Read,
+            None,
+            false,
+            inventory::recommendations,
         ),
     ]
 }

@@ -15,7 +15,9 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use super::{RouteSpec, audit_log, connections, costs, invitations, members, workspaces};
+use super::{
+    RouteSpec, audit_log, connections, costs, inventory, invitations, members, syncs, workspaces,
+};
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
 
@@ -24,7 +26,7 @@ use crate::functions::http::problem::Problem;
     info(
         title = "Sixpence tenant API",
         version = "1.0.0",
-        description = "Workspaces, members and roles, invitations, Azure connections and the audit trail of Sixpence, the Azure cost-management service. \
+        description = "Workspaces, members and roles, invitations, Azure connections, resource inventory, Advisor recommendations and the audit trail of Sixpence, the Azure cost-management service. \
             Errors are RFC 9457 problem documents (`application/problem+json`) with stable `type` values. \
             Lists are paginated with an opaque `cursor`. Creating POSTs honour `Idempotency-Key`; updatable resources carry an `ETag` that `If-Match` takes. \
             Every response echoes `X-Request-Id`."
@@ -51,10 +53,13 @@ use crate::functions::http::problem::Problem;
         connections::verify,
         connections::choose_subscriptions,
         connections::rotate_secret,
+        syncs::request,
         audit_log::list,
         costs::costs,
         costs::subscriptions,
         costs::syncs,
+        inventory::resources,
+        inventory::recommendations,
     ),
     components(schemas(Problem)),
     tags(
@@ -62,9 +67,11 @@ use crate::functions::http::problem::Problem;
         (name = "workspaces", description = "Workspaces: the unit of isolation"),
         (name = "members", description = "Members and roles"),
         (name = "invitations", description = "Invitations by email"),
+        (name = "syncs", description = "Cost syncs: ask for one now"),
         (name = "connections", description = "Azure connections: read-only service principals, onboarding, secrets"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "costs", description = "Synced Azure costs, subscriptions and sync runs"),
+        (name = "inventory", description = "Resources and Azure Advisor recommendations of the connected subscriptions, as last synced"),
         (name = "meta", description = "This document"),
     )
 )]

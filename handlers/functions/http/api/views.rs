@@ -377,3 +377,179 @@ impl From<&crate::domain::connections::Connection> for ConnectionView {
         }
     }
 }
+
+/// A sync asked for now: the subscriptions queued.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequested {
+    #[schema(example = json!(["8f7e6d5c-4b3a-2910-8f7e-6d5c4b3a2910"]))]
+    pub subscriptions: Vec<String>,
+    /// How many such requests a workspace may make an hour.
+    #[schema(example = 4)]
+    pub per_hour: u32,
+}
+
+/// A resource of a connected subscription, as Resource Graph last reported it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceView {
+    #[schema(
+        example = "/subscriptions/5b7c9e1f-3a2d-4e6b-8c0a-9d1e2f3a4b5c/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-web-01"
+    )]
+    pub id: String,
+    #[schema(example = "vm-web-01")]
+    pub name: String,
+    /// Lower case, as Resource Graph reports it.
+    #[schema(example = "microsoft.compute/virtualmachines")]
+    pub r#type: String,
+    #[schema(example = "5b7c9e1f-3a2d-4e6b-8c0a-9d1e2f3a4b5c")]
+    pub subscription_id: String,
+    /// Lower case; absent for subscription-level resources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "rg-web")]
+    pub resource_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "uksouth")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Standard_D4s_v5")]
+    pub sku: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Standard")]
+    pub sku_tier: Option<String>,
+    #[schema(example = json!({"env": "prod", "cost-centre": "cc-1042"}))]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Virtual machines only: `running`, `deallocated`, `stopped`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "running")]
+    pub power_state: Option<String>,
+}
+
+impl From<crate::domain::inventory::InventoryItem> for ResourceView {
+    fn from(item: crate::domain::inventory::InventoryItem) -> Self {
+        Self {
+            id: item.id,
+            name: item.name,
+            r#type: item.resource_type,
+            subscription_id: item.subscription,
+            resource_group: item.resource_group,
+            location: item.location,
+            sku: item.sku,
+            sku_tier: item.sku_tier,
+            tags: item.tags,
+            power_state: item.power_state,
+        }
+    }
+}
+
+/// What a recommendation says it would save.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavingsView {
+    /// Per month.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 182.4)]
+    pub amount: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 2188.8)]
+    pub annual_amount: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "GBP")]
+    pub currency: Option<String>,
+}
+
+/// An Azure Advisor recommendation for a connected subscription.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommendationView {
+    #[schema(
+        example = "/subscriptions/5b7c9e1f-3a2d-4e6b-8c0a-9d1e2f3a4b5c/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-web-01/providers/Microsoft.Advisor/recommendations/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+    )]
+    pub id: String,
+    #[schema(example = "5b7c9e1f-3a2d-4e6b-8c0a-9d1e2f3a4b5c")]
+    pub subscription_id: String,
+    /// `Cost`, `HighAvailability`, `Security`, `Performance`, `OperationalExcellence`; absent for a
+    /// category this version does not know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Cost")]
+    pub category: Option<String>,
+    /// `High`, `Medium`, `Low`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "High")]
+    pub impact: Option<String>,
+    /// The impacted resource's type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Microsoft.Compute/virtualMachines")]
+    pub impacted_type: Option<String>,
+    /// The impacted resource's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "vm-web-01")]
+    pub impacted_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        example = "/subscriptions/5b7c9e1f-3a2d-4e6b-8c0a-9d1e2f3a4b5c/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-web-01"
+    )]
+    pub resource_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Right-size or shutdown underutilized virtual machines")]
+    pub problem: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Right-size or shutdown underutilized virtual machines")]
+    pub solution: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub savings: Option<SavingsView>,
+    /// As Advisor sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "2026-11-20T04:12:09.1234567Z")]
+    pub last_updated: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "https://aka.ms/azure-advisor")]
+    pub learn_more_link: Option<String>,
+}
+
+impl From<crate::domain::inventory::RecommendationItem> for RecommendationView {
+    fn from(item: crate::domain::inventory::RecommendationItem) -> Self {
+        Self {
+            id: item.id,
+            subscription_id: item.subscription,
+            category: item.category.map(|c| c.as_str().to_owned()),
+            impact: item.impact.map(|i| i.as_str().to_owned()),
+            impacted_type: item.impacted_type,
+            impacted_name: item.impacted_name,
+            resource_id: item.resource_id,
+            problem: item.problem,
+            solution: item.solution,
+            savings: item.savings.map(|s| SavingsView {
+                amount: s.amount,
+                annual_amount: s.annual_amount,
+                currency: s.currency,
+            }),
+            last_updated: item.last_updated,
+            learn_more_link: item.learn_more_link,
+        }
+    }
+}
+
+/// Potential savings of the listed recommendations in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavingsTotalView {
+    #[schema(example = "GBP")]
+    pub currency: String,
+    /// Per month, to the cent.
+    #[schema(example = 1240.55)]
+    pub amount: f64,
+    #[schema(example = 14886.6)]
+    pub annual_amount: f64,
+    /// Recommendations that contributed.
+    #[schema(example = 7)]
+    pub recommendations: usize,
+}
+
+/// Recommendations matching the filters, and what the ones with savings would save, per currency.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommendationList {
+    pub items: Vec<RecommendationView>,
+    pub total_savings: Vec<SavingsTotalView>,
+}
