@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::domain::connections::ConnectionId;
 use crate::domain::tenancy::WorkspaceId;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::functions::invoke::HandlerFuture;
 use crate::functions::{FunctionDef, Trigger};
 use crate::host::{InvocationContext, InvokeRequest, Outputs, QueueTrigger};
@@ -56,15 +56,12 @@ fn handle(state: AppState, request: InvokeRequest, _context: InvocationContext) 
 
 async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
     let trigger = QueueTrigger::from_request(&request, BINDING)?;
-    let message: CheckMessage = trigger
-        .json()
-        .map_err(|e| Error::InvalidMessage(format!("not a connection-check message: {e}")))?;
-    if message.version != MESSAGE_VERSION {
-        return Err(Error::InvalidMessage(format!(
-            "connection-check message version {} is not {MESSAGE_VERSION}",
-            message.version
-        )));
-    }
+    let message: CheckMessage = super::versioned_message(
+        &trigger,
+        "connection-check",
+        MESSAGE_VERSION,
+        |m: &CheckMessage| m.version,
+    )?;
     state.ready().await?;
     let report = state
         .connections()

@@ -110,15 +110,12 @@ fn handle(state: AppState, request: InvokeRequest, _context: InvocationContext) 
 
 async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
     let trigger = QueueTrigger::from_request(&request, BINDING)?;
-    let message: CostSyncMessage = trigger
-        .json()
-        .map_err(|e| Error::InvalidMessage(format!("not a cost-sync message: {e}")))?;
-    if message.version != MESSAGE_VERSION {
-        return Err(Error::InvalidMessage(format!(
-            "cost-sync message version {} is not {MESSAGE_VERSION}",
-            message.version
-        )));
-    }
+    let message: CostSyncMessage = super::versioned_message(
+        &trigger,
+        "cost-sync",
+        MESSAGE_VERSION,
+        |m: &CostSyncMessage| m.version,
+    )?;
     if message.subscription.is_empty()
         || !message
             .subscription
