@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use super::costs::Micros;
 use super::store::StoreError;
 use super::tenancy::WorkspaceId;
 
@@ -47,6 +48,12 @@ pub enum EventKind {
     Role(RoleEvent),
     /// A cost sync failed for a reason the customer must fix.
     Sync(SyncEvent),
+    /// Spend on a monitored scope departed from what its history predicts.
+    Anomaly(AnomalyEvent),
+    /// A budget threshold was crossed, on actual spend or on the forecast.
+    Budget(BudgetEvent),
+    /// The workspace's Stripe billing changed in a way its owners must hear about.
+    Billing(BillingEvent),
 }
 
 /// A subscription's cost sync stopped for a reason only the customer can fix. Dedupe key:
@@ -67,6 +74,102 @@ impl SyncEvent {
     pub fn dedupe_key(&self) -> String {
         format!("sync-failed:{}:{}", self.subscription, self.reason)
     }
+}
+
+/// Where an anomaly stands. An episode is raised once as `New`, then `Updated` as days join it or
+/// restated days change it, and `Resolved` when it ends or an analyst closes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AnomalyStatus {
+    New,
+    Updated,
+    Resolved,
+}
+
+/// One child series' share of an anomaly's impact ("72 % came from vm-batch-07").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnomalyCause {
+    /// The dimension of the child (`resource`, `service`, `resourceGroup`, `meterCategory`).
+    pub dimension: String,
+    /// The child's value as the customer knows it (a resource name, a service name).
+    pub label: String,
+    /// Share of the parent's impact, 0–1 (shares of the listed causes and the rest add up to 1).
+    pub share: f64,
+    pub impact: Micros,
+}
+
+/// An anomaly episode on one series. Dedupe key: `anomaly:<anomaly id>:<status>:<revision>`, so a
+/// re-run of the same detection is told once but a later update is told again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnomalyEvent {
+    pub anomaly: Uuid,
+    pub status: AnomalyStatus,
+    /// The series, in the customer's words ("Subscription Production", "Service Virtual Machines").
+    pub scope: String,
+    pub first_day: Date,
+    pub last_day: Date,
+    /// `spike`, `drop`, `newCost`, `removedCost`, `levelShift`, `steadyGrowth`.
+    pub anomaly_kind: String,
+    /// Over the episode's days.
+    pub actual: Micros,
+    pub expected: Micros,
+    pub impact: Micros,
+    /// Impact as a percentage of expected; `None` when nothing was expected (new cost).
+    pub impact_percent: Option<f64>,
+    pub currency: String,
+    pub causes: Vec<AnomalyCause>,
+}
+
+/// Which spend a budget threshold watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BudgetBasis {
+    Actual,
+    Forecast,
+}
+
+/// A budget threshold was crossed in a period. Dedupe key:
+/// `budget:<budget id>:<period start>:<basis>:<threshold percent>`: once per period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetEvent {
+    pub budget: Uuid,
+    pub budget_name: String,
+    pub period_start: Date,
+    pub period_end: Date,
+    pub basis: BudgetBasis,
+    /// The threshold crossed, in percent of the amount (80, 100, …).
+    pub threshold_percent: u32,
+    pub amount: Micros,
+    pub spend: Micros,
+    pub forecast: Option<Micros>,
+    pub currency: String,
+    /// The day spend is projected to pass the amount, if it is.
+    pub projected_overrun: Option<Date>,
+}
+
+/// What changed in the workspace's billing. Dedupe key: `billing:<stripe event id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "camelCase")]
+pub enum BillingEvent {
+    /// A payment failed; Stripe retries on its schedule.
+    #[serde(rename_all = "camelCase")]
+    PaymentFailed {
+        amount: Micros,
+        currency: String,
+        next_attempt: Option<Date>,
+    },
+    /// The plan or status of the subscription changed.
+    #[serde(rename_all = "camelCase")]
+    SubscriptionChanged { plan: String, status: String },
+    /// The subscription was cancelled; syncs stop at the end of the paid period.
+    #[serde(rename_all = "camelCase")]
+    SubscriptionCancelled { ends_on: Option<Date> },
+    /// The trial ends soon.
+    #[serde(rename_all = "camelCase")]
+    TrialEnding { trial_end: Date },
 }
 
 /// What is wrong with a connection's service principal.
