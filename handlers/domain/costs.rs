@@ -125,35 +125,160 @@ impl FromStr for Metric {
     }
 }
 
-/// One of the three ways a month is fetched (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// One of the ways a month is fetched (see the module docs): three fixed views, and one per tag key
+/// the workspace chose.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum View {
     ChargeType,
     Service,
     MeterCategory,
+    Tag(TagKey),
 }
 
 impl View {
-    pub const ALL: [View; 3] = [View::ChargeType, View::Service, View::MeterCategory];
+    /// The views every month has, whatever the workspace's tag keys.
+    pub const FIXED: [View; 3] = [View::ChargeType, View::Service, View::MeterCategory];
 
-    /// The Cost Management dimension grouped beside `ResourceId`.
-    pub fn azure_dimension(self) -> &'static str {
+    /// The Cost Management grouping beside `ResourceId`: a dimension name, or a tag key.
+    pub fn azure_grouping(&self) -> AzureGrouping<'_> {
+        match self {
+            View::ChargeType => AzureGrouping::Dimension("ChargeType"),
+            View::Service => AzureGrouping::Dimension("ServiceName"),
+            View::MeterCategory => AzureGrouping::Dimension("MeterCategory"),
+            View::Tag(key) => AzureGrouping::Tag(key.as_str()),
+        }
+    }
+
+    /// The column of Cost Management's answer that holds this view's value.
+    pub fn azure_column(&self) -> &'static str {
         match self {
             View::ChargeType => "ChargeType",
             View::Service => "ServiceName",
             View::MeterCategory => "MeterCategory",
+            View::Tag(_) => "TagValue",
         }
     }
 
-    /// One letter, for storage keys.
-    pub fn code(self) -> &'static str {
+    /// A short name for file names and logs (`ServiceName`, `tag-costcenter`).
+    pub fn label(&self) -> String {
         match self {
-            View::ChargeType => "c",
-            View::Service => "s",
-            View::MeterCategory => "k",
+            View::Tag(key) => format!("tag-{}", key.folded()),
+            other => other.azure_column().to_owned(),
         }
     }
+
+    /// Storage key of the view: one letter for the fixed views, `t` and the hex of the folded key
+    /// for a tag (tag keys may hold characters storage keys may not).
+    pub fn code(&self) -> String {
+        match self {
+            View::ChargeType => "c".to_owned(),
+            View::Service => "s".to_owned(),
+            View::MeterCategory => "k".to_owned(),
+            View::Tag(key) => {
+                let mut out = String::from("t");
+                for b in key.folded().bytes() {
+                    out.push_str(&format!("{b:02x}"));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// How a view groups beside `ResourceId`, in Cost Management's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AzureGrouping<'a> {
+    Dimension(&'a str),
+    Tag(&'a str),
+}
+
+/// Most tag keys a workspace syncs: each costs two queries (actual, amortized) per month, so five
+/// keys take a subscription's nightly sync from 6 to 16 QPU.
+pub const MAX_TAG_KEYS: usize = 5;
+
+/// A tag key whose values costs are synced by. Azure compares tag names without case, so two keys
+/// that differ only in case are the same key ([`TagKey::folded`]); the key is sent to Azure as the
+/// workspace wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TagKey(String);
+
+impl TagKey {
+    /// Azure's rules for tag names: 1 to 512 characters, none of `< > % & \ ? /`.
+    pub fn parse(raw: &str) -> Result<TagKey, String> {
+        let key = raw.trim();
+        if key.is_empty() || key.chars().count() > 512 {
+            return Err("a tag key must be 1 to 512 characters".to_owned());
+        }
+        if let Some(c) = key
+            .chars()
+            .find(|c| "<>%&\\?/".contains(*c) || c.is_control())
+        {
+            return Err(format!("a tag key cannot contain `{}`", c.escape_default()));
+        }
+        Ok(TagKey(key.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key compared without case.
+    pub fn folded(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl PartialEq for TagKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.folded() == other.folded()
+    }
+}
+impl Eq for TagKey {}
+impl PartialOrd for TagKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TagKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.folded().cmp(&other.folded())
+    }
+}
+impl std::hash::Hash for TagKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.folded().hash(state)
+    }
+}
+impl TryFrom<String> for TagKey {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        TagKey::parse(&value)
+    }
+}
+impl From<TagKey> for String {
+    fn from(key: TagKey) -> String {
+        key.0
+    }
+}
+impl fmt::Display for TagKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a workspace's choice of tag keys: at most [`MAX_TAG_KEYS`], no key twice.
+pub fn validate_tag_keys(keys: &[TagKey]) -> Result<(), String> {
+    if keys.len() > MAX_TAG_KEYS {
+        return Err(format!("at most {MAX_TAG_KEYS} tag keys can be synced"));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        if keys[..i].contains(key) {
+            return Err(format!("the tag key `{key}` is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// What costs can be grouped and filtered by.
@@ -165,6 +290,8 @@ pub enum Dimension {
     MeterCategory,
     Resource,
     ChargeType,
+    /// The values of one tag key (`tag:<key>`); costs with no value for it group under "".
+    Tag(TagKey),
 }
 
 impl Dimension {
@@ -175,19 +302,21 @@ impl Dimension {
             Dimension::Service => Some(View::Service),
             Dimension::MeterCategory => Some(View::MeterCategory),
             Dimension::ChargeType => Some(View::ChargeType),
+            Dimension::Tag(key) => Some(View::Tag(key.clone())),
             Dimension::Subscription | Dimension::ResourceGroup | Dimension::Resource => None,
         }
     }
 
-    /// The API's name of the dimension.
-    pub fn as_str(&self) -> &'static str {
+    /// The API's name of the dimension (`service`, `tag:costCenter`).
+    pub fn name(&self) -> String {
         match self {
-            Dimension::Subscription => "subscription",
-            Dimension::ResourceGroup => "resourceGroup",
-            Dimension::Service => "service",
-            Dimension::MeterCategory => "meterCategory",
-            Dimension::Resource => "resource",
-            Dimension::ChargeType => "chargeType",
+            Dimension::Subscription => "subscription".to_owned(),
+            Dimension::ResourceGroup => "resourceGroup".to_owned(),
+            Dimension::Service => "service".to_owned(),
+            Dimension::MeterCategory => "meterCategory".to_owned(),
+            Dimension::Resource => "resource".to_owned(),
+            Dimension::ChargeType => "chargeType".to_owned(),
+            Dimension::Tag(key) => format!("tag:{key}"),
         }
     }
 
@@ -197,7 +326,10 @@ impl Dimension {
             Dimension::Subscription => subscription,
             Dimension::Resource => &row.resource,
             Dimension::ResourceGroup => resource_group_of(&row.resource),
-            Dimension::Service | Dimension::MeterCategory | Dimension::ChargeType => &row.value,
+            Dimension::Service
+            | Dimension::MeterCategory
+            | Dimension::ChargeType
+            | Dimension::Tag(_) => &row.value,
         }
     }
 }
@@ -212,7 +344,10 @@ impl FromStr for Dimension {
             "meterCategory" => Dimension::MeterCategory,
             "resource" => Dimension::Resource,
             "chargeType" => Dimension::ChargeType,
-            _ => return Err(()),
+            other => match other.strip_prefix("tag:") {
+                Some(key) => Dimension::Tag(TagKey::parse(key).map_err(|_| ())?),
+                None => return Err(()),
+            },
         })
     }
 }
@@ -224,10 +359,10 @@ pub fn view_for<'a>(
 ) -> Result<View, &'a Dimension> {
     let mut chosen = group_by.and_then(Dimension::view);
     for filter in filters {
-        match (chosen, filter.view()) {
+        match (&chosen, filter.view()) {
             (_, None) => {}
             (None, Some(v)) => chosen = Some(v),
-            (Some(c), Some(v)) if c == v => {}
+            (Some(c), Some(v)) if *c == v => {}
             (Some(_), Some(_)) => return Err(filter),
         }
     }
@@ -366,7 +501,7 @@ impl Window {
 }
 
 /// One Query API call of the plan: a metric and a view over one month (1 QPU).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedQuery {
     pub month: YearMonth,
     pub from: Date,
@@ -375,17 +510,31 @@ pub struct PlannedQuery {
     pub view: View,
 }
 
+/// The views a month is fetched as: the fixed three and one per chosen tag key.
+pub fn views(tag_keys: &[TagKey]) -> Vec<View> {
+    View::FIXED
+        .into_iter()
+        .chain(tag_keys.iter().cloned().map(View::Tag))
+        .collect()
+}
+
 /// The queries that fetch one month completely: every view for both metrics.
-pub fn month_plan(month: YearMonth, from: Date, to: Date) -> Vec<PlannedQuery> {
-    let mut out = Vec::with_capacity(6);
+pub fn month_plan(
+    month: YearMonth,
+    from: Date,
+    to: Date,
+    tag_keys: &[TagKey],
+) -> Vec<PlannedQuery> {
+    let views = views(tag_keys);
+    let mut out = Vec::with_capacity(views.len() * Metric::ALL.len());
     for metric in Metric::ALL {
-        for view in View::ALL {
+        for view in &views {
             out.push(PlannedQuery {
                 month,
                 from,
                 to,
                 metric,
-                view,
+                view: view.clone(),
             });
         }
     }
@@ -393,8 +542,8 @@ pub fn month_plan(month: YearMonth, from: Date, to: Date) -> Vec<PlannedQuery> {
 }
 
 /// QPU a window costs: one per query per month.
-pub fn window_qpu(window: &Window) -> usize {
-    window.months().len() * Metric::ALL.len() * View::ALL.len()
+pub fn window_qpu(window: &Window, tag_keys: &[TagKey]) -> usize {
+    window.months().len() * Metric::ALL.len() * (View::FIXED.len() + tag_keys.len())
 }
 
 /// The fetched rows of one month: per (day, metric, view), the rows. The unit a sync replaces.
@@ -410,9 +559,15 @@ pub struct MonthData {
 impl MonthData {
     /// Adds one row (rows of the same resource and value on the same day are summed: Azure may split
     /// a group over pages). `None` if the sum overflows.
-    pub fn add(&mut self, day: Date, metric: Metric, view: View, row: ViewRow) -> Option<()> {
-        let rows = self.days.entry((day, metric, view)).or_default();
-        let key = (day, metric, view, row.resource.clone(), row.value.clone());
+    pub fn add(&mut self, day: Date, metric: Metric, view: &View, row: ViewRow) -> Option<()> {
+        let rows = self.days.entry((day, metric, view.clone())).or_default();
+        let key = (
+            day,
+            metric,
+            view.clone(),
+            row.resource.clone(),
+            row.value.clone(),
+        );
         match self.index.get(&key) {
             Some(&i) => rows[i].amount = rows[i].amount.checked_add(row.amount)?,
             None => {
@@ -455,28 +610,42 @@ pub struct StoredRow {
 /// one sync or entirely from another, never a mix and never a half-written one.
 #[async_trait::async_trait]
 pub trait CostStore: Send + Sync {
-    /// Whether the subscription's backfill completed once (else the next sync is a backfill: a
-    /// backfill cut short leaves some months written, and a nightly window would never fill the rest).
+    /// The tag keys the subscription's last complete backfill fetched, or `None` if no backfill
+    /// completed (then the next sync is a backfill: a backfill cut short leaves some months written,
+    /// and a nightly window would never fill the rest).
     async fn backfilled(
         &self,
         workspace: WorkspaceId,
         subscription: &str,
-    ) -> Result<bool, StoreError>;
-    /// Records that the backfill completed (idempotent).
+    ) -> Result<Option<Vec<TagKey>>, StoreError>;
+    /// Records that a backfill with these tag keys completed (idempotent).
     async fn mark_backfilled(
         &self,
         workspace: WorkspaceId,
         subscription: &str,
+        tag_keys: &[TagKey],
     ) -> Result<(), StoreError>;
-    /// Writes `data` as generation `generation` of the month and makes it current.
+    /// Writes `data` as generation `generation` of the month and makes it current. `views` are the
+    /// views the generation was fetched as (a view with no rows is still complete: no cost).
     async fn replace_month(
         &self,
         workspace: WorkspaceId,
         subscription: &str,
         month: YearMonth,
         generation: &str,
+        views: &[View],
         data: &MonthData,
     ) -> Result<(), StoreError>;
+    /// The synced months from `from` to `to` whose current generation was not fetched with `view`
+    /// (a tag key chosen after they were synced).
+    async fn months_without(
+        &self,
+        workspace: WorkspaceId,
+        subscription: &str,
+        from: Date,
+        to: Date,
+        view: &View,
+    ) -> Result<Vec<YearMonth>, StoreError>;
     /// The subscriptions of the workspace that have synced costs.
     async fn subscriptions(&self, workspace: WorkspaceId) -> Result<Vec<String>, StoreError>;
     /// The current rows of one metric and view from `from` to `to` (inclusive), with the currency.
@@ -487,7 +656,7 @@ pub trait CostStore: Send + Sync {
         from: Date,
         to: Date,
         metric: Metric,
-        view: View,
+        view: &View,
     ) -> Result<(Vec<StoredRow>, Option<String>), StoreError>;
 }
 
@@ -579,7 +748,7 @@ mod tests {
         assert_eq!(w.from, date!(2025 - 10 - 01));
         assert_eq!(w.to, date!(2026 - 11 - 22));
         assert_eq!(w.months().len(), 14);
-        assert_eq!(window_qpu(&w), 84);
+        assert_eq!(window_qpu(&w, &[]), 84);
         // On the first of a month, "yesterday" closes the previous month.
         let w = Window::backfill(date!(2026 - 12 - 01));
         assert_eq!(
@@ -596,11 +765,11 @@ mod tests {
             (w.from, w.to),
             (date!(2026 - 11 - 01), date!(2026 - 11 - 22))
         );
-        assert_eq!(window_qpu(&w), 6);
+        assert_eq!(window_qpu(&w, &[]), 6);
         // Until day 10 the previous month is still open.
         let w = Window::nightly(date!(2026 - 11 - 10));
         assert_eq!(w.from, date!(2026 - 10 - 01));
-        assert_eq!(window_qpu(&w), 12);
+        assert_eq!(window_qpu(&w, &[]), 12);
         let w = Window::nightly(date!(2026 - 11 - 11));
         assert_eq!(w.from, date!(2026 - 11 - 01));
         // On the 1st, yesterday is in the previous month: that month only.
@@ -619,13 +788,56 @@ mod tests {
     #[test]
     fn a_month_plan_is_every_view_for_both_metrics() {
         let m = YearMonth::of(date!(2026 - 02 - 14));
-        let plan = month_plan(m, m.first_day(), m.last_day());
+        let plan = month_plan(m, m.first_day(), m.last_day(), &[]);
         assert_eq!(plan.len(), 6);
         assert_eq!(m.last_day(), date!(2026 - 02 - 28));
         assert_eq!(m.minus(14).key(), "2024-12");
         let views: std::collections::BTreeSet<_> =
-            plan.iter().map(|q| (q.metric, q.view)).collect();
+            plan.iter().map(|q| (q.metric, q.view.clone())).collect();
         assert_eq!(views.len(), 6);
+        // Each chosen tag key is one more view: two more queries a month.
+        let keys = [
+            TagKey::parse("env").unwrap(),
+            TagKey::parse("costCenter").unwrap(),
+        ];
+        assert_eq!(month_plan(m, m.first_day(), m.last_day(), &keys).len(), 10);
+        let w = Window::nightly(date!(2026 - 11 - 23));
+        assert_eq!(window_qpu(&w, &keys), 10);
+    }
+
+    #[test]
+    fn tag_keys_follow_azure_rules_and_compare_without_case() {
+        assert_eq!(TagKey::parse("CostCenter"), TagKey::parse("costcenter"));
+        assert_eq!(TagKey::parse(" env ").unwrap().as_str(), "env");
+        assert!(TagKey::parse("").is_err());
+        assert!(TagKey::parse("a/b").unwrap_err().contains('/'));
+        assert!(TagKey::parse(&"k".repeat(513)).is_err());
+        let env = TagKey::parse("env").unwrap();
+        // Storage keys of tag views never hold a character a RowKey may not.
+        let code = View::Tag(TagKey::parse("Cost Center #1").unwrap()).code();
+        assert!(code.chars().all(|c| c.is_ascii_alphanumeric()), "{code}");
+        assert_ne!(code, View::Tag(env.clone()).code());
+        assert_eq!(
+            "tag:Env".parse::<Dimension>(),
+            Ok(Dimension::Tag(env.clone()))
+        );
+        assert!("tag:".parse::<Dimension>().is_err());
+        let six: Vec<TagKey> = (0..6)
+            .map(|i| TagKey::parse(&format!("k{i}")).unwrap())
+            .collect();
+        assert!(validate_tag_keys(&six).is_err());
+        assert!(validate_tag_keys(&[env.clone(), TagKey::parse("ENV").unwrap()]).is_err());
+        assert!(validate_tag_keys(&six[..5]).is_ok());
+        // A tag grouping reads its own view; a filter on another tag key cannot be combined.
+        let team = Dimension::Tag(TagKey::parse("team").unwrap());
+        assert_eq!(
+            view_for(
+                Some(&Dimension::Tag(env.clone())),
+                [&Dimension::ResourceGroup]
+            ),
+            Ok(View::Tag(env.clone()))
+        );
+        assert_eq!(view_for(Some(&Dimension::Tag(env)), [&team]), Err(&team));
     }
 
     #[test]
@@ -701,11 +913,12 @@ mod tests {
             value: "Usage".into(),
             amount: Micros(v),
         };
-        data.add(d, Metric::Actual, View::ChargeType, row(5))
+        data.add(d, Metric::Actual, &View::ChargeType, row(5))
             .unwrap();
-        data.add(d, Metric::Actual, View::ChargeType, row(7))
+        data.add(d, Metric::Actual, &View::ChargeType, row(7))
             .unwrap();
-        data.add(d, Metric::Actual, View::Service, row(12)).unwrap();
+        data.add(d, Metric::Actual, &View::Service, row(12))
+            .unwrap();
         assert_eq!(data.row_count(), 2);
         assert_eq!(data.daily_totals(Metric::Actual)[&d], 12);
     }

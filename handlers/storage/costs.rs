@@ -33,7 +33,9 @@ use super::names;
 use super::table::{Batch, Entity, IfMatch, Query, Table, UpdateMode, odata_string};
 use super::tenancy::to_store;
 use super::{Storage, StorageError};
-use crate::domain::costs::{CostStore, Metric, MonthData, StoredRow, View, ViewRow, YearMonth};
+use crate::domain::costs::{
+    CostStore, Metric, MonthData, StoredRow, TagKey, View, ViewRow, YearMonth,
+};
 use crate::domain::store::StoreError;
 use crate::domain::tenancy::WorkspaceId;
 
@@ -78,6 +80,22 @@ struct PointerRow {
     generation: String,
     #[serde(default)]
     previous: Option<String>,
+    /// Codes of the views the generation holds, comma-separated; absent on rows written before
+    /// tag views existed (which hold the fixed views).
+    #[serde(default)]
+    views: Option<String>,
+    /// On the backfill marker: JSON array of the tag keys the backfill fetched.
+    #[serde(default)]
+    tag_keys: Option<String>,
+}
+
+impl PointerRow {
+    fn holds(&self, view: &View) -> bool {
+        match &self.views {
+            Some(codes) => codes.split(',').any(|c| c == view.code()),
+            None => View::FIXED.contains(view),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -169,19 +187,25 @@ impl CostStore for TableCostStore {
         &self,
         workspace: WorkspaceId,
         subscription: &str,
-    ) -> Result<bool, StoreError> {
-        Ok(self
+    ) -> Result<Option<Vec<TagKey>>, StoreError> {
+        let marker = self
             .table(names::COST_MONTHS_TABLE)?
-            .get::<Nothing>(&pointer_partition(workspace, subscription), BACKFILLED_ROW)
+            .get::<PointerRow>(&pointer_partition(workspace, subscription), BACKFILLED_ROW)
             .await
-            .map_err(to_store)?
-            .is_some())
+            .map_err(to_store)?;
+        marker
+            .map(|m| match m.properties.tag_keys {
+                None => Ok(Vec::new()),
+                Some(keys) => serde_json::from_str(&keys).map_err(|_| corrupt("backfill marker")),
+            })
+            .transpose()
     }
 
     async fn mark_backfilled(
         &self,
         workspace: WorkspaceId,
         subscription: &str,
+        tag_keys: &[TagKey],
     ) -> Result<(), StoreError> {
         let marker = Entity::new(
             pointer_partition(workspace, subscription),
@@ -189,6 +213,10 @@ impl CostStore for TableCostStore {
             PointerRow {
                 generation: String::new(),
                 previous: None,
+                views: None,
+                tag_keys: Some(serde_json::to_string(tag_keys).map_err(|e| {
+                    StoreError::Unavailable(anyhow::Error::new(e).context("tag keys"))
+                })?),
             },
         );
         self.table(names::COST_MONTHS_TABLE)?
@@ -204,9 +232,11 @@ impl CostStore for TableCostStore {
         subscription: &str,
         month: YearMonth,
         generation: &str,
+        views: &[View],
         data: &MonthData,
     ) -> Result<(), StoreError> {
         let table = self.table(names::COSTS_TABLE)?;
+        let view_codes = views.iter().map(View::code).collect::<Vec<_>>().join(",");
         let month_key = month.key();
         let partition = data_partition(workspace, subscription, &month_key, generation);
         let currency = data.currency.clone().unwrap_or_default();
@@ -219,7 +249,7 @@ impl CostStore for TableCostStore {
                     format!("{}:{}:{}:{i:03}", day_key(*day), metric.code(), view.code()),
                     ChunkRow {
                         m: metric.code().to_owned(),
-                        v: view.code().to_owned(),
+                        v: view.code(),
                         currency: currency.clone(),
                         rows: packed,
                     },
@@ -253,6 +283,8 @@ impl CostStore for TableCostStore {
                         PointerRow {
                             generation: generation.to_owned(),
                             previous: None,
+                            views: Some(view_codes.clone()),
+                            tag_keys: None,
                         },
                     );
                     let result = pointers.insert(&next).await.map(|_| ());
@@ -268,6 +300,8 @@ impl CostStore for TableCostStore {
                         PointerRow {
                             generation: generation.to_owned(),
                             previous: Some(current.properties.generation.clone()),
+                            views: Some(view_codes.clone()),
+                            tag_keys: None,
                         },
                     );
                     let condition = current
@@ -300,6 +334,42 @@ impl CostStore for TableCostStore {
         Err(StoreError::VersionMismatch)
     }
 
+    async fn months_without(
+        &self,
+        workspace: WorkspaceId,
+        subscription: &str,
+        from: Date,
+        to: Date,
+        view: &View,
+    ) -> Result<Vec<YearMonth>, StoreError> {
+        let (first, last) = (YearMonth::of(from).key(), YearMonth::of(to).key());
+        let pointers = self
+            .table(names::COST_MONTHS_TABLE)?
+            .query_all::<PointerRow>(&Query::filter(format!(
+                "PartitionKey eq {} and RowKey ge {} and RowKey le {}",
+                odata_string(&pointer_partition(workspace, subscription)),
+                odata_string(&first),
+                odata_string(&last),
+            )))
+            .await
+            .map_err(to_store)?;
+        let mut out = Vec::new();
+        for pointer in pointers.iter().filter(|p| !p.properties.holds(view)) {
+            let month = pointer
+                .row_key
+                .split_once('-')
+                .and_then(|(y, m)| {
+                    Some(YearMonth {
+                        year: y.parse().ok()?,
+                        month: time::Month::try_from(m.parse::<u8>().ok()?).ok()?,
+                    })
+                })
+                .ok_or_else(|| corrupt("month pointer"))?;
+            out.push(month);
+        }
+        Ok(out)
+    }
+
     async fn subscriptions(&self, workspace: WorkspaceId) -> Result<Vec<String>, StoreError> {
         // Pointer partitions are `<workspace>:<subscription>`: a range over the workspace's prefix.
         let prefix = format!("{workspace}:");
@@ -327,7 +397,7 @@ impl CostStore for TableCostStore {
         from: Date,
         to: Date,
         metric: Metric,
-        view: View,
+        view: &View,
     ) -> Result<(Vec<StoredRow>, Option<String>), StoreError> {
         let pointers = self
             .table(names::COST_MONTHS_TABLE)?
@@ -357,7 +427,7 @@ impl CostStore for TableCostStore {
                 odata_string(&day_key(from)),
                 odata_string(&day_key(to + Duration::days(1))),
                 odata_string(metric.code()),
-                odata_string(view.code()),
+                odata_string(&view.code()),
             );
             let chunks = table
                 .query_all::<ChunkRow>(&Query::filter(filter))

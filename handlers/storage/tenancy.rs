@@ -90,6 +90,9 @@ struct WorkspaceRow {
     name: String,
     display_currency: String,
     time_zone: String,
+    /// JSON array of the cost tag keys (tables have no list type); absent on older rows.
+    #[serde(default)]
+    cost_tag_keys: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
     created_by: String,
@@ -134,6 +137,9 @@ fn workspace_entity(workspace: &Workspace) -> Entity<WorkspaceRow> {
             name: workspace.name.clone(),
             display_currency: workspace.settings.display_currency.clone(),
             time_zone: workspace.settings.time_zone.clone(),
+            cost_tag_keys: (!workspace.settings.cost_tag_keys.is_empty())
+                .then(|| serde_json::to_string(&workspace.settings.cost_tag_keys).ok())
+                .flatten(),
             created_at: workspace.created_at,
             created_by: workspace.created_by.to_string(),
         },
@@ -256,6 +262,12 @@ impl TenancyStore for TableTenancyStore {
                     settings: WorkspaceSettings {
                         display_currency: row.display_currency,
                         time_zone: row.time_zone,
+                        // A key Azure would refuse cannot have been stored; an unreadable list
+                        // reads as none rather than hiding the workspace.
+                        cost_tag_keys: row
+                            .cost_tag_keys
+                            .and_then(|k| serde_json::from_str(&k).ok())
+                            .unwrap_or_default(),
                     },
                     created_at: row.created_at,
                     created_by: UserId::parse(&row.created_by)?,

@@ -518,3 +518,95 @@ async fn a_refused_principal_revokes_the_connection_with_one_role_event_and_comp
     // What was synced before stays.
     assert_eq!(w.snapshot().await, clean);
 }
+
+/// Costs by tag: a workspace that chooses tag keys after its first sync gets them with 13 months of
+/// history from the next sync, never a half answer in between.
+#[tokio::test]
+async fn tag_keys_chosen_later_arrive_with_full_history_and_reconcile_per_value() {
+    let w = costs_world(604, 1).await;
+    w.sync_all().await;
+    let (from, to) = w.range();
+    let by_env = format!("from={from}&to={to}&granularity=monthly&groupBy=tag:env");
+
+    // A key the workspace does not sync is named in a 400.
+    let refused = w.get(&by_env).await;
+    refused.assert_problem(400, Some("invalid-request"));
+    assert!(refused.text.contains("costTagKeys"), "{}", refused.text);
+
+    // Choosing keys is validated, audited and shown on the workspace.
+    let patch = |keys: Value| {
+        w.app
+            .call("PATCH", &format!("/api/v1/workspaces/{}", w.workspace))
+            .auth(Some(&w.owner))
+            .json(&json!({ "costTagKeys": keys }))
+            .send()
+    };
+    patch(json!(["env", "a/b"]))
+        .await
+        .assert_problem(400, Some("invalid-request"));
+    let chosen = patch(json!(["env", "costCenter"])).await;
+    assert_eq!(chosen.status, 200, "{}", chosen.text);
+    assert_eq!(chosen.body["costTagKeys"], json!(["env", "costCenter"]));
+
+    // The months synced before hold no tag values: a clear 409 instead of everything "untagged".
+    let early = w.get(&by_env).await;
+    early.assert_problem(409, None);
+    assert!(early.text.contains("next sync"), "{}", early.text);
+
+    // The next sync re-reads the history with the tag views: 14 months × 5 views × 2 metrics.
+    w.sync_all().await;
+    let runs = w
+        .app
+        .get_as(
+            &w.owner,
+            &format!("/api/v1/workspaces/{}/syncs", w.workspace),
+        )
+        .await;
+    assert_eq!(runs.body["items"][0]["backfill"], true, "{}", runs.text);
+    assert_eq!(runs.body["items"][0]["qpu"], 140, "{}", runs.text);
+
+    for (metric, sim_metric) in [
+        ("actual", Metric::ActualCost),
+        ("amortized", Metric::AmortizedCost),
+    ] {
+        for key in ["env", "costCenter"] {
+            let (sim_from, sim_to) = w.sim.data_range();
+            let mut truth: BTreeMap<String, i64> = w
+                .sim
+                .ground_truth_cost_by_tag(&w.subscriptions[0], sim_from, sim_to, sim_metric, key)
+                .expect("subscription")
+                .into_iter()
+                .map(|(k, v)| (k, v.units() * 100))
+                .collect();
+            truth.retain(|_, v| *v != 0);
+            assert!(truth.len() >= 2, "{key}: {truth:?}");
+            assert_eq!(
+                w.totals(&format!("tag:{key}"), metric).await,
+                truth,
+                "{key} / {metric}"
+            );
+        }
+    }
+    // The tag grouping covers every cost: its total is the subscription's.
+    assert_eq!(
+        w.totals("tag:env", "actual").await.values().sum::<i64>(),
+        w.totals("subscription", "actual")
+            .await
+            .values()
+            .sum::<i64>()
+    );
+    // A tag filter combines with the resource dimensions, not with another view's dimension.
+    let prod = w
+        .get(&format!(
+            "from={from}&to={to}&granularity=monthly&groupBy=resourceGroup&tag:env=prod"
+        ))
+        .await;
+    assert_eq!(prod.status, 200, "{}", prod.text);
+    assert_eq!(
+        micros(prod.body["total"].as_str().expect("total")),
+        w.totals("tag:env", "actual").await["prod"]
+    );
+    w.get(&format!("from={from}&to={to}&groupBy=service&tag:env=prod"))
+        .await
+        .assert_problem(400, Some("invalid-request"));
+}

@@ -540,6 +540,23 @@ pub fn page(
 }
 
 /// Totals of a metric by one dimension over a range (ground truth for tests).
+/// Exact totals by the value of one tag key ("" for costs without it), as a `TagKey` grouping
+/// answers.
+pub fn totals_by_tag(
+    sub: &SubModel,
+    from: Date,
+    to: Date,
+    metric: Metric,
+    key: &str,
+) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for cell in sub.cells(from, to, metric, Mode::Billed) {
+        *out.entry(cell.tag(key).unwrap_or("").to_string())
+            .or_insert(0) += cell.amount;
+    }
+    out
+}
+
 pub fn totals_by(
     sub: &SubModel,
     from: Date,

@@ -489,6 +489,24 @@ impl SimTenant {
             .map(|m| m.into_iter().map(|(k, v)| (k, Money(v))).collect())
     }
 
+    /// Exact cost by the values of one tag key ("" for costs without it).
+    pub fn ground_truth_cost_by_tag(
+        &self,
+        subscription: &str,
+        from: Date,
+        to: Date,
+        metric: Metric,
+        key: &str,
+    ) -> Option<BTreeMap<String, Money>> {
+        let sub = self.shared.model.find_subscription(subscription)?;
+        Some(
+            cost::totals_by_tag(sub, from, to, metric, key)
+                .into_iter()
+                .map(|(k, v)| (k, Money(v)))
+                .collect(),
+        )
+    }
+
     /// Every non-zero cost cell of a subscription, generated lazily (constant memory).
     pub fn cost_rows(
         &self,

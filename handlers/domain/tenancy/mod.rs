@@ -6,6 +6,7 @@
 
 mod role;
 
+use super::costs::{TagKey, validate_tag_keys};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,9 @@ pub struct WorkspaceSettings {
     pub display_currency: String,
     /// IANA time zone whose midnight starts a "day" in reports.
     pub time_zone: String,
+    /// Tag keys whose values costs are synced by (`groupBy=tag:<key>`); none by default, since
+    /// each key costs two queries per month of every subscription's sync.
+    pub cost_tag_keys: Vec<TagKey>,
 }
 
 impl Default for WorkspaceSettings {
@@ -97,6 +101,7 @@ impl Default for WorkspaceSettings {
         Self {
             display_currency: "GBP".to_owned(),
             time_zone: "Europe/London".to_owned(),
+            cost_tag_keys: Vec::new(),
         }
     }
 }
@@ -129,6 +134,8 @@ pub enum TenancyError {
     InvalidCurrency(String),
     #[error("`{0}` is not an IANA time zone")]
     InvalidTimeZone(String),
+    #[error("costTagKeys: {0}")]
+    InvalidTagKeys(String),
     #[error("the workspace must keep at least one owner")]
     LastOwner,
     #[error("only an owner can grant, change or remove the owner role")]
@@ -164,6 +171,17 @@ pub fn currency(raw: &str) -> Result<String, TenancyError> {
 }
 
 /// Validates an IANA time zone against the bundled tz database.
+/// The tag keys a workspace syncs costs by, checked against Azure's rules for tag names.
+pub fn cost_tag_keys(raw: &[String]) -> Result<Vec<TagKey>, TenancyError> {
+    let keys = raw
+        .iter()
+        .map(|k| TagKey::parse(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TenancyError::InvalidTagKeys)?;
+    validate_tag_keys(&keys).map_err(TenancyError::InvalidTagKeys)?;
+    Ok(keys)
+}
+
 pub fn time_zone(raw: &str) -> Result<String, TenancyError> {
     let name = raw.trim();
     match jiff::tz::TimeZone::get(name) {

@@ -76,6 +76,7 @@ impl Error {
                 T::InvalidName
                 | T::InvalidCurrency(_)
                 | T::InvalidTimeZone(_)
+                | T::InvalidTagKeys(_)
                 | T::InvalidEmail(_) => Problem::new(
                     StatusCode::BAD_REQUEST,
                     "invalid-request",

@@ -42,7 +42,10 @@ use crate::app::AppState;
 use crate::azure::cost::{CostType, Grouping, QueryDefinition, Scope};
 use crate::azure::{AzureClient, AzureError, ClientOptions, ClientSecret, RetryOptions};
 use crate::domain::connections::{AccessProblem, Connection, ProblemKind};
-use crate::domain::costs::{Metric, Micros, MonthData, ViewRow, Window, month_plan, window_qpu};
+use crate::domain::costs::{
+    AzureGrouping, Metric, Micros, MonthData, TagKey, ViewRow, Window, month_plan, views,
+    window_qpu,
+};
 use crate::domain::events::{Event, EventKind, Severity, SyncEvent};
 use crate::domain::sync::{RunStatus, SyncRun};
 use crate::error::{Error, Result};
@@ -175,10 +178,21 @@ async fn sync_subscription(
         return Ok(Outputs::default());
     }
 
-    let backfill = !state
+    let Some(workspace) = state.tenancy().workspace(message.workspace).await? else {
+        tracing::info!(workspace = %message.workspace, "cost sync skipped: the workspace is gone");
+        return Ok(Outputs::default());
+    };
+    let tag_keys = workspace.value.settings.cost_tag_keys;
+    // A tag key chosen since the last backfill has no history yet: re-read the 13 months, so that
+    // grouping by it covers the same range as every other grouping.
+    let backfill = match state
         .costs()
         .backfilled(message.workspace, &subscription)
-        .await?;
+        .await?
+    {
+        None => true,
+        Some(fetched) => tag_keys.iter().any(|k| !fetched.contains(k)),
+    };
     let window = if backfill {
         Window::backfill(today)
     } else {
@@ -207,9 +221,9 @@ async fn sync_subscription(
         recommendations: None,
     };
     state.sync_runs().save(&run).await?;
-    tracing::info!(workspace = %run.workspace, %subscription, run = %run.id, backfill, qpu = window_qpu(&window), "cost sync started");
+    tracing::info!(workspace = %run.workspace, %subscription, run = %run.id, backfill, qpu = window_qpu(&window, &tag_keys), "cost sync started");
 
-    let outcome = fetch_and_store(state, &connection, &mut run, &window).await;
+    let outcome = fetch_and_store(state, &connection, &mut run, &window, &tag_keys).await;
     // Inventory and Advisor ride on the same message, each tolerant of the other and of the cost
     // part failing; not when the principal was refused (the connection is about to be revoked).
     if !matches!(&outcome, Err(Failure::Azure(err)) if customer_must_fix(err)) {
@@ -228,7 +242,7 @@ async fn sync_subscription(
             if backfill {
                 state
                     .costs()
-                    .mark_backfilled(run.workspace, &subscription)
+                    .mark_backfilled(run.workspace, &subscription, &tag_keys)
                     .await?;
             }
             run.status = RunStatus::Succeeded;
@@ -318,6 +332,7 @@ async fn fetch_and_store(
     connection: &Connection,
     run: &mut SyncRun,
     window: &Window,
+    tag_keys: &[TagKey],
 ) -> Result<(), Failure> {
     let credentials = state.connections().credentials(connection)?;
     let client = AzureClient::with_client_secret(
@@ -338,9 +353,10 @@ async fn fetch_and_store(
         .map_err(|e| Failure::App(Error::Storage(e.into())))?;
     let generation = run.id.simple().to_string();
 
+    let views = views(tag_keys);
     for (month, from, to) in window.months() {
         let mut data = MonthData::default();
-        for query in month_plan(month, from, to) {
+        for query in month_plan(month, from, to, tag_keys) {
             let cost_type = match query.metric {
                 Metric::Actual => CostType::ActualCost,
                 Metric::Amortized => CostType::AmortizedCost,
@@ -348,7 +364,10 @@ async fn fetch_and_store(
             let definition = QueryDefinition::new(cost_type, query.from, query.to)
                 .and_then(|d| d.group_by(Grouping::Dimension("ResourceId".to_owned())))
                 .and_then(|d| {
-                    d.group_by(Grouping::Dimension(query.view.azure_dimension().to_owned()))
+                    d.group_by(match query.view.azure_grouping() {
+                        AzureGrouping::Dimension(name) => Grouping::Dimension(name.to_owned()),
+                        AzureGrouping::Tag(key) => Grouping::TagKey(key.to_owned()),
+                    })
                 })
                 .map_err(Failure::Azure)?;
             run.qpu += definition.estimated_qpu() as u32;
@@ -365,7 +384,7 @@ async fn fetch_and_store(
                     run.id,
                     month.key(),
                     query.metric.as_str(),
-                    query.view.azure_dimension(),
+                    query.view.label(),
                 );
                 raw.put(&name, gzip(&page_json(&page))?, "application/gzip")
                     .await
@@ -387,13 +406,10 @@ async fn fetch_and_store(
                     }
                     let view_row = ViewRow {
                         resource: row.text("ResourceId").unwrap_or("").to_ascii_lowercase(),
-                        value: row
-                            .text(query.view.azure_dimension())
-                            .unwrap_or("")
-                            .to_owned(),
+                        value: row.text(query.view.azure_column()).unwrap_or("").to_owned(),
                         amount,
                     };
-                    data.add(day, query.metric, query.view, view_row)
+                    data.add(day, query.metric, &query.view, view_row)
                         .ok_or_else(|| {
                             Failure::Azure(AzureError::InvalidResponse(
                                 "a day's cost overflows".to_owned(),
@@ -404,7 +420,14 @@ async fn fetch_and_store(
         }
         state
             .costs()
-            .replace_month(run.workspace, &run.subscription, month, &generation, &data)
+            .replace_month(
+                run.workspace,
+                &run.subscription,
+                month,
+                &generation,
+                &views,
+                &data,
+            )
             .await?;
         run.months_done += 1;
         // Progress for `GET .../syncs`; losing one update only makes the progress lag.

@@ -102,16 +102,10 @@ fn parse_request(raw: Option<&str>) -> Result<Request> {
                 }
             }
             "groupBy" => {
-                if value.starts_with("tag:") {
-                    return Err(bad(
-                        "groupBy",
-                        "cannot group by tags yet: no tag keys are synced for this workspace",
-                    ));
-                }
                 group_by = Some(value.parse::<Dimension>().map_err(|_| {
                     bad(
                         "groupBy",
-                        "must be one of subscription, resourceGroup, service, meterCategory, resource, chargeType",
+                        "must be one of subscription, resourceGroup, service, meterCategory, resource, chargeType or tag:<key>",
                     )
                 })?);
             }
@@ -160,14 +154,14 @@ fn parse_request(raw: Option<&str>) -> Result<Request> {
 
 /// Costs of the workspace's synced subscriptions, by day or month, optionally grouped and filtered.
 /// Filters are parameters named after a dimension (`service=Storage,Bandwidth`,
-/// `resourceGroup=rg-web`). Send `Accept: text/csv` for CSV.
+/// `resourceGroup=rg-web`, `tag:env=prod`). Send `Accept: text/csv` for CSV.
 #[utoipa::path(get, path = "/api/v1/workspaces/{id}/costs", tag = "costs",
     params(
         ("id" = String, Path, description = "Workspace id"),
         ("from" = String, Query, description = "First day (YYYY-MM-DD), required"),
         ("to" = String, Query, description = "Last day (YYYY-MM-DD), required"),
         ("granularity" = Option<String>, Query, description = "`daily` (default) or `monthly`"),
-        ("groupBy" = Option<String>, Query, description = "subscription, resourceGroup, service, meterCategory, resource or chargeType"),
+        ("groupBy" = Option<String>, Query, description = "subscription, resourceGroup, service, meterCategory, resource, chargeType, or `tag:<key>` for a key in the workspace's costTagKeys"),
         ("metric" = Option<String>, Query, description = "`actual` (default) or `amortized`"),
     ),
     responses((status = 200, description = "Costs (JSON, or CSV with `Accept: text/csv`)", body = CostsView)))]
@@ -184,14 +178,60 @@ pub async fn costs(
     )
     .map_err(|d| {
         bad(
-            d.as_str(),
-            "cannot be combined with this groupBy or the other filters (service, meterCategory and chargeType come from separate Cost Management views)",
+            &d.name(),
+            "cannot be combined with this groupBy or the other filters (service, meterCategory, chargeType and each tag key come from separate Cost Management views)",
         )
     })?;
     let workspace = scoped.scope.id();
+    let tag_keys = state
+        .tenancy()
+        .workspace(workspace)
+        .await?
+        .ok_or(Error::NotFound)?
+        .value
+        .settings
+        .cost_tag_keys;
+    let tagged = request
+        .query
+        .group_by
+        .iter()
+        .chain(request.query.filters.iter().map(|(d, _)| d))
+        .find_map(|d| match d {
+            Dimension::Tag(key) => Some(key),
+            _ => None,
+        });
+    if let Some(key) = tagged
+        && !tag_keys.contains(key)
+    {
+        return Err(bad(
+            &format!("tag:{key}"),
+            "is not a tag key this workspace syncs costs by; add it to the workspace's costTagKeys and costs by it arrive with the next sync",
+        ));
+    }
+    let subscriptions = state.costs().subscriptions(workspace).await?;
+    if tagged.is_some() {
+        // Months synced before the key was chosen hold no values for it: an answer from them would
+        // put their whole cost under "no value". Refuse until the re-read has run.
+        let mut missing = Vec::new();
+        for subscription in &subscriptions {
+            missing.extend(
+                state
+                    .costs()
+                    .months_without(workspace, subscription, request.from, request.to, &view)
+                    .await?,
+            );
+        }
+        if let (Some(first), Some(last)) = (missing.iter().min(), missing.iter().max()) {
+            return Err(Error::Conflict(format!(
+                "costs by this tag key are not synced yet for {} to {}; they arrive with the next sync of each subscription (request one with POST /syncs)",
+                first.key(),
+                last.key()
+            )));
+        }
+    }
     let mut rows: Vec<StoredRow> = Vec::new();
     let mut currency = None;
-    for subscription in state.costs().subscriptions(workspace).await? {
+    for subscription in subscriptions {
         let (mut found, c) = state
             .costs()
             .read(
@@ -200,7 +240,7 @@ pub async fn costs(
                 request.from,
                 request.to,
                 request.metric,
-                view,
+                &view,
             )
             .await?;
         rows.append(&mut found);
@@ -226,11 +266,7 @@ pub async fn costs(
             Period::Monthly => "monthly",
         }
         .to_owned(),
-        group_by: request
-            .query
-            .group_by
-            .as_ref()
-            .map(|d| d.as_str().to_owned()),
+        group_by: request.query.group_by.as_ref().map(Dimension::name),
         currency,
         total: total.to_string(),
         rows: sums

@@ -34,6 +34,9 @@ pub struct WorkspaceView {
     pub display_currency: String,
     #[schema(example = "Europe/London")]
     pub time_zone: String,
+    /// Tag keys whose values costs are synced by (`groupBy=tag:<key>`).
+    #[schema(example = json!(["costCenter", "env"]))]
+    pub cost_tag_keys: Vec<String>,
     #[schema(example = "2026-11-20T09:30:00Z")]
     pub created_at: String,
     /// The caller's role in this workspace.
@@ -48,6 +51,12 @@ impl WorkspaceView {
             name: workspace.name.clone(),
             display_currency: workspace.settings.display_currency.clone(),
             time_zone: workspace.settings.time_zone.clone(),
+            cost_tag_keys: workspace
+                .settings
+                .cost_tag_keys
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
             created_at: timestamp(workspace.created_at),
             role: role.as_str().to_owned(),
         }
@@ -76,6 +85,10 @@ pub struct UpdateWorkspace {
     pub display_currency: Option<String>,
     #[schema(example = "Europe/Dublin")]
     pub time_zone: Option<String>,
+    /// Tag keys to sync costs by (at most 5; each adds two queries per month to every sync).
+    /// Adding a key makes the next sync of each subscription re-read its 13 months of history.
+    #[schema(example = json!(["costCenter", "env"]))]
+    pub cost_tag_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

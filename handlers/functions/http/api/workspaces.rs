@@ -51,6 +51,7 @@ pub async fn create(
             time_zone: tenancy::time_zone(
                 body.time_zone.as_deref().unwrap_or(&defaults.time_zone),
             )?,
+            cost_tag_keys: Vec::new(),
         },
         created_at: OffsetDateTime::now_utc(),
         created_by: signed.caller.user,
@@ -145,7 +146,7 @@ pub async fn get(State(state): State<AppState>, scoped: Scoped) -> Result<Respon
     Ok(with_etag(response, &workspace.version))
 }
 
-/// Rename or configure a workspace (display currency, report time zone).
+/// Rename or configure a workspace (display currency, report time zone, cost tag keys).
 ///
 /// The update is conditional on the version read; with `If-Match` it is conditional on yours. Member
 /// changes also move the workspace's `ETag` (they are guarded by it), so read the workspace again after
@@ -200,6 +201,22 @@ pub async fn update(
                 "timeZone",
                 Some(current.value.settings.time_zone.clone()),
                 Some(next.settings.time_zone.clone()),
+            ));
+        }
+    }
+    if let Some(keys) = &body.cost_tag_keys {
+        next.settings.cost_tag_keys = tenancy::cost_tag_keys(keys)?;
+        if next.settings.cost_tag_keys != current.value.settings.cost_tag_keys {
+            let list = |keys: &[crate::domain::costs::TagKey]| {
+                keys.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            changes.push(Change::new(
+                "costTagKeys",
+                Some(list(&current.value.settings.cost_tag_keys)),
+                Some(list(&next.settings.cost_tag_keys)),
             ));
         }
     }
