@@ -546,28 +546,39 @@ pub fn window_qpu(window: &Window, tag_keys: &[TagKey]) -> usize {
     window.months().len() * Metric::ALL.len() * (View::FIXED.len() + tag_keys.len())
 }
 
-/// The fetched rows of one month: per (day, metric, view), the rows. The unit a sync replaces.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MonthData {
+/// The rows of one answer page of one query, merged by day, resource and value: the unit a sync
+/// writes. A sync streams: it writes each page as it arrives and holds no more than one page, so its
+/// memory does not grow with the subscription. A group Azure splits over two pages is stored as two
+/// rows; every reader sums rows, so that changes no total.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRows {
+    pub metric: Metric,
+    pub view: View,
+    /// The page's number within its query (from 1): part of the storage key, so pages never
+    /// overwrite each other and a retry of the same page overwrites itself.
+    pub page: u32,
     pub currency: Option<String>,
-    pub days: BTreeMap<(Date, Metric, View), Vec<ViewRow>>,
-    /// Where each (day, metric, view, resource, value) sits in `days`, so merging stays O(1) per
-    /// row on subscriptions with thousands of resources.
-    index: std::collections::HashMap<(Date, Metric, View, String, String), usize>,
+    pub days: BTreeMap<Date, Vec<ViewRow>>,
+    index: std::collections::HashMap<(Date, String, String), usize>,
 }
 
-impl MonthData {
-    /// Adds one row (rows of the same resource and value on the same day are summed: Azure may split
-    /// a group over pages). `None` if the sum overflows.
-    pub fn add(&mut self, day: Date, metric: Metric, view: &View, row: ViewRow) -> Option<()> {
-        let rows = self.days.entry((day, metric, view.clone())).or_default();
-        let key = (
-            day,
+impl PageRows {
+    pub fn new(metric: Metric, view: View, page: u32) -> Self {
+        Self {
             metric,
-            view.clone(),
-            row.resource.clone(),
-            row.value.clone(),
-        );
+            view,
+            page,
+            currency: None,
+            days: BTreeMap::new(),
+            index: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Adds one row (rows of the same resource and value on the same day are summed). `None` if
+    /// the sum overflows.
+    pub fn add(&mut self, day: Date, row: ViewRow) -> Option<()> {
+        let rows = self.days.entry(day).or_default();
+        let key = (day, row.resource.clone(), row.value.clone());
         match self.index.get(&key) {
             Some(&i) => rows[i].amount = rows[i].amount.checked_add(row.amount)?,
             None => {
@@ -581,17 +592,6 @@ impl MonthData {
     pub fn row_count(&self) -> usize {
         self.days.values().map(Vec::len).sum()
     }
-
-    /// Total per day of one metric (read from the charge-type view; every view has the same total).
-    pub fn daily_totals(&self, metric: Metric) -> BTreeMap<Date, i64> {
-        let mut out = BTreeMap::new();
-        for ((day, m, view), rows) in &self.days {
-            if *m == metric && *view == View::ChargeType {
-                *out.entry(*day).or_insert(0) += rows.iter().map(|r| r.amount.0).sum::<i64>();
-            }
-        }
-        out
-    }
 }
 
 /// One stored row as the costs API reads it.
@@ -604,9 +604,9 @@ pub struct StoredRow {
 
 /// Where synced costs live.
 ///
-/// A month of one subscription is replaced as a unit: [`CostStore::replace_month`] writes the new
-/// rows under a fresh generation that nothing reads yet, then switches the month's pointer to it
-/// in one conditional write. Readers only ever follow pointers, so they see a month entirely from
+/// A month of one subscription is replaced as a unit: [`CostStore::write_page`] writes the new
+/// rows under a fresh generation that nothing reads yet, page by page, then
+/// [`CostStore::switch_month`] switches the month's pointer to it in one conditional write. Readers only ever follow pointers, so they see a month entirely from
 /// one sync or entirely from another, never a mix and never a half-written one.
 #[async_trait::async_trait]
 pub trait CostStore: Send + Sync {
@@ -625,16 +625,26 @@ pub trait CostStore: Send + Sync {
         subscription: &str,
         tag_keys: &[TagKey],
     ) -> Result<(), StoreError>;
-    /// Writes `data` as generation `generation` of the month and makes it current. `views` are the
-    /// views the generation was fetched as (a view with no rows is still complete: no cost).
-    async fn replace_month(
+    /// Writes one page of rows into generation `generation` of the month (not yet current).
+    /// Idempotent: writing the same page again overwrites it.
+    async fn write_page(
+        &self,
+        workspace: WorkspaceId,
+        subscription: &str,
+        month: YearMonth,
+        generation: &str,
+        page: &PageRows,
+    ) -> Result<(), StoreError>;
+    /// Makes generation `generation` of the month current, once every page of every view is
+    /// written. `views` are the views it was fetched as (a view with no rows is still complete: no
+    /// cost).
+    async fn switch_month(
         &self,
         workspace: WorkspaceId,
         subscription: &str,
         month: YearMonth,
         generation: &str,
         views: &[View],
-        data: &MonthData,
     ) -> Result<(), StoreError>;
     /// The synced months from `from` to `to` whose current generation was not fetched with `view`
     /// (a tag key chosen after they were synced).
@@ -649,6 +659,7 @@ pub trait CostStore: Send + Sync {
     /// The subscriptions of the workspace that have synced costs.
     async fn subscriptions(&self, workspace: WorkspaceId) -> Result<Vec<String>, StoreError>;
     /// The current rows of one metric and view from `from` to `to` (inclusive), with the currency.
+    /// One day's group may come as several rows (split over pages); sum them.
     async fn read(
         &self,
         workspace: WorkspaceId,
@@ -905,21 +916,19 @@ mod tests {
     }
 
     #[test]
-    fn month_data_sums_split_groups_and_totals_by_day() {
-        let mut data = MonthData::default();
+    fn a_page_sums_split_groups_by_day() {
+        let mut page = PageRows::new(Metric::Actual, View::ChargeType, 1);
         let d = date!(2026 - 11 - 02);
         let row = |v: i64| ViewRow {
             resource: "r".into(),
             value: "Usage".into(),
             amount: Micros(v),
         };
-        data.add(d, Metric::Actual, &View::ChargeType, row(5))
-            .unwrap();
-        data.add(d, Metric::Actual, &View::ChargeType, row(7))
-            .unwrap();
-        data.add(d, Metric::Actual, &View::Service, row(12))
-            .unwrap();
-        assert_eq!(data.row_count(), 2);
-        assert_eq!(data.daily_totals(Metric::Actual)[&d], 12);
+        page.add(d, row(5)).unwrap();
+        page.add(d, row(7)).unwrap();
+        page.add(d + Duration::days(1), row(12)).unwrap();
+        assert_eq!(page.row_count(), 2);
+        assert_eq!(page.days[&d][0].amount, Micros(12));
+        assert_eq!(page.add(d, row(i64::MAX)), None);
     }
 }

@@ -16,6 +16,10 @@ use super::costs::Micros;
 use super::store::StoreError;
 use super::tenancy::WorkspaceId;
 
+// Days in events are ISO dates (`2026-11-23`), as every renderer and reader expects; `time`'s own
+// serde form is a `[year, ordinal]` tuple.
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
 /// How urgently a person should look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -108,7 +112,9 @@ pub struct AnomalyEvent {
     pub status: AnomalyStatus,
     /// The series, in the customer's words ("Subscription Production", "Service Virtual Machines").
     pub scope: String,
+    #[serde(with = "iso_date")]
     pub first_day: Date,
+    #[serde(with = "iso_date")]
     pub last_day: Date,
     /// `spike`, `drop`, `newCost`, `removedCost`, `levelShift`, `steadyGrowth`.
     pub anomaly_kind: String,
@@ -137,7 +143,9 @@ pub enum BudgetBasis {
 pub struct BudgetEvent {
     pub budget: Uuid,
     pub budget_name: String,
+    #[serde(with = "iso_date")]
     pub period_start: Date,
+    #[serde(with = "iso_date")]
     pub period_end: Date,
     pub basis: BudgetBasis,
     /// The threshold crossed, in percent of the amount (80, 100, …).
@@ -147,6 +155,7 @@ pub struct BudgetEvent {
     pub forecast: Option<Micros>,
     pub currency: String,
     /// The day spend is projected to pass the amount, if it is.
+    #[serde(with = "iso_date::option")]
     pub projected_overrun: Option<Date>,
 }
 
@@ -159,6 +168,7 @@ pub enum BillingEvent {
     PaymentFailed {
         amount: Micros,
         currency: String,
+        #[serde(with = "iso_date::option")]
         next_attempt: Option<Date>,
     },
     /// The plan or status of the subscription changed.
@@ -209,6 +219,7 @@ pub enum RoleEvent {
     SecretExpiring {
         connection: Uuid,
         connection_name: String,
+        #[serde(with = "iso_date")]
         expires_on: Date,
         days_left: i64,
     },
@@ -238,4 +249,39 @@ impl Event {
 pub trait EventSink: Send + Sync {
     /// Accepts the event for delivery. Once this returns `Ok` the event is durable.
     async fn raise(&self, event: &Event) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn days_in_events_are_iso_dates() {
+        let event = Event::new(
+            WorkspaceId::new(),
+            datetime!(2026-11-23 01:30 UTC),
+            Severity::Warning,
+            "budget:x".into(),
+            EventKind::Budget(BudgetEvent {
+                budget: Uuid::nil(),
+                budget_name: "Production".into(),
+                period_start: date!(2026 - 11 - 01),
+                period_end: date!(2026 - 11 - 30),
+                basis: BudgetBasis::Forecast,
+                threshold_percent: 100,
+                amount: Micros(1_000_000_000),
+                spend: Micros(700_000_000),
+                forecast: Some(Micros(1_100_000_000)),
+                currency: "GBP".into(),
+                projected_overrun: Some(date!(2026 - 11 - 27)),
+            }),
+        );
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["kind"]["kind"], "budget");
+        assert_eq!(json["kind"]["periodStart"], "2026-11-01");
+        assert_eq!(json["kind"]["projectedOverrun"], "2026-11-27");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
 }

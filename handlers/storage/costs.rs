@@ -34,7 +34,7 @@ use super::table::{Batch, Entity, IfMatch, Query, Table, UpdateMode, odata_strin
 use super::tenancy::to_store;
 use super::{Storage, StorageError};
 use crate::domain::costs::{
-    CostStore, Metric, MonthData, StoredRow, TagKey, View, ViewRow, YearMonth,
+    CostStore, Metric, PageRows, StoredRow, TagKey, View, ViewRow, YearMonth,
 };
 use crate::domain::store::StoreError;
 use crate::domain::tenancy::WorkspaceId;
@@ -226,30 +226,28 @@ impl CostStore for TableCostStore {
             .map_err(to_store)
     }
 
-    async fn replace_month(
+    async fn write_page(
         &self,
         workspace: WorkspaceId,
         subscription: &str,
         month: YearMonth,
         generation: &str,
-        views: &[View],
-        data: &MonthData,
+        page: &PageRows,
     ) -> Result<(), StoreError> {
         let table = self.table(names::COSTS_TABLE)?;
-        let view_codes = views.iter().map(View::code).collect::<Vec<_>>().join(",");
-        let month_key = month.key();
-        let partition = data_partition(workspace, subscription, &month_key, generation);
-        let currency = data.currency.clone().unwrap_or_default();
-        // Upserts, so a retry of this step over a half-written generation converges.
+        let partition = data_partition(workspace, subscription, &month.key(), generation);
+        let currency = page.currency.clone().unwrap_or_default();
+        let (metric, view) = (page.metric.code(), page.view.code());
+        // Upserts, so a retry of this page over a half-written generation converges.
         let mut batch = Batch::new(&partition);
-        for ((day, metric, view), rows) in &data.days {
+        for (day, rows) in &page.days {
             for (i, packed) in pack(rows).into_iter().enumerate() {
                 let entity = Entity::new(
                     partition.clone(),
-                    format!("{}:{}:{}:{i:03}", day_key(*day), metric.code(), view.code()),
+                    format!("{}:{metric}:{view}:{:05}:{i:03}", day_key(*day), page.page),
                     ChunkRow {
-                        m: metric.code().to_owned(),
-                        v: view.code(),
+                        m: metric.to_owned(),
+                        v: view.clone(),
                         currency: currency.clone(),
                         rows: packed,
                     },
@@ -265,8 +263,22 @@ impl CostStore for TableCostStore {
                     .map_err(to_store)?;
             }
         }
-        table.submit(batch).await.map_err(to_store)?;
+        if !batch.is_empty() {
+            table.submit(batch).await.map_err(to_store)?;
+        }
+        Ok(())
+    }
 
+    async fn switch_month(
+        &self,
+        workspace: WorkspaceId,
+        subscription: &str,
+        month: YearMonth,
+        generation: &str,
+        views: &[View],
+    ) -> Result<(), StoreError> {
+        let month_key = month.key();
+        let view_codes = views.iter().map(View::code).collect::<Vec<_>>().join(",");
         // The switch: compare-and-swap on the month's pointer.
         let pointers = self.table(names::COST_MONTHS_TABLE)?;
         let pk = pointer_partition(workspace, subscription);

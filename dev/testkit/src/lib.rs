@@ -64,6 +64,12 @@ pub struct Azurite {
 static SHARED: OnceCell<Azurite> = OnceCell::const_new();
 
 impl Azurite {
+    /// The process id of the Azurite this handle started (`None` for a shared or external one):
+    /// benchmarks read its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
+
     /// The Azurite shared by every test of this process (started on first use).
     pub async fn shared() -> anyhow::Result<&'static Azurite> {
         SHARED

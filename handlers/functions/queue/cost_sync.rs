@@ -3,9 +3,11 @@
 //!
 //! Per message: read the connection (gone, revoked or not verified: complete without calling
 //! Azure); choose the window (13 months until a subscription's backfill has completed once, else the nightly window,
-//! `domain::costs::Window`); for each month, oldest first, run the month's six queries (three views,
-//! two metrics: `domain::costs::month_plan`), keep every raw page as a gzipped blob under
-//! `raw-cost-pages/<workspace>/<subscription>/<run>/`, and replace the month in the cost store.
+//! `domain::costs::Window`); for each month, oldest first, run the month's queries (three views and
+//! one per chosen tag key, two metrics: `domain::costs::month_plan`), keep every raw page as a gzipped
+//! blob under `raw-cost-pages/<workspace>/<subscription>/<run>/`, write each page's rows into the
+//! month's new generation as it arrives (one page in memory at a time, so a subscription with
+//! millions of rows syncs in the memory of one page), and switch the month to that generation.
 //!
 //! ## Idempotent and crash-safe
 //!
@@ -43,8 +45,7 @@ use crate::azure::cost::{CostType, Grouping, QueryDefinition, Scope};
 use crate::azure::{AzureClient, AzureError, ClientOptions, ClientSecret, RetryOptions};
 use crate::domain::connections::{AccessProblem, Connection, ProblemKind};
 use crate::domain::costs::{
-    AzureGrouping, Metric, Micros, MonthData, TagKey, ViewRow, Window, month_plan, views,
-    window_qpu,
+    AzureGrouping, Metric, Micros, PageRows, TagKey, ViewRow, Window, month_plan, views, window_qpu,
 };
 use crate::domain::events::{Event, EventKind, Severity, SyncEvent};
 use crate::domain::sync::{RunStatus, SyncRun};
@@ -355,7 +356,6 @@ async fn fetch_and_store(
 
     let views = views(tag_keys);
     for (month, from, to) in window.months() {
-        let mut data = MonthData::default();
         for query in month_plan(month, from, to, tag_keys) {
             let cost_type = match query.metric {
                 Metric::Actual => CostType::ActualCost,
@@ -390,6 +390,7 @@ async fn fetch_and_store(
                     .await
                     .map_err(|e| Failure::App(Error::Storage(e.into())))?;
                 run.rows += page.rows.len() as u64;
+                let mut rows = PageRows::new(query.metric, query.view.clone(), page_no);
                 for row in page.rows() {
                     let day = row.usage_date().ok_or_else(|| {
                         Failure::Azure(AzureError::InvalidResponse(
@@ -402,32 +403,28 @@ async fn fetch_and_store(
                         ))
                     })?;
                     if let Some(currency) = row.currency() {
-                        data.currency.get_or_insert_with(|| currency.to_owned());
+                        rows.currency.get_or_insert_with(|| currency.to_owned());
                     }
                     let view_row = ViewRow {
                         resource: row.text("ResourceId").unwrap_or("").to_ascii_lowercase(),
                         value: row.text(query.view.azure_column()).unwrap_or("").to_owned(),
                         amount,
                     };
-                    data.add(day, query.metric, &query.view, view_row)
-                        .ok_or_else(|| {
-                            Failure::Azure(AzureError::InvalidResponse(
-                                "a day's cost overflows".to_owned(),
-                            ))
-                        })?;
+                    rows.add(day, view_row).ok_or_else(|| {
+                        Failure::Azure(AzureError::InvalidResponse(
+                            "a day's cost overflows".to_owned(),
+                        ))
+                    })?;
                 }
+                state
+                    .costs()
+                    .write_page(run.workspace, &run.subscription, month, &generation, &rows)
+                    .await?;
             }
         }
         state
             .costs()
-            .replace_month(
-                run.workspace,
-                &run.subscription,
-                month,
-                &generation,
-                &views,
-                &data,
-            )
+            .switch_month(run.workspace, &run.subscription, month, &generation, &views)
             .await?;
         run.months_done += 1;
         // Progress for `GET .../syncs`; losing one update only makes the progress lag.
