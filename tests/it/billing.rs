@@ -778,3 +778,130 @@ async fn without_stripe_configured_billing_says_so_and_webhooks_are_refused() {
     portal.assert_problem(503, Some("billing-unavailable"));
     assert_eq!(app.billing(&owner, &ws).await["subscriptionLimit"], 5);
 }
+
+/// The real binary at debug level through checkout, the portal and webhook deliveries (good and
+/// bad): neither the Stripe key nor a webhook secret appears in any response or log line.
+#[tokio::test]
+async fn no_stripe_secret_appears_in_responses_or_logs() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let stripe = crate::support::stripe::StripeStandIn::start().await;
+    let azurite = sixpence_testkit::Azurite::start()
+        .await
+        .expect("Azurite starts");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let key = crate::support::stripe::TEST_SECRET_KEY;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sixpence"))
+        .arg("serve")
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("AzureWebJobsStorage", azurite.connection_string())
+        .env("SIXPENCE_ENVIRONMENT", "development")
+        .env("SIXPENCE_DEV_AUTH", sixpence_testkit::DEV_AUTH)
+        .env("SIXPENCE_DATA_KEYS", sixpence::config::DEV_DATA_KEYS)
+        .env("STRIPE_SECRET_KEY", key)
+        .env(
+            "STRIPE_WEBHOOK_SECRET",
+            format!("{WEBHOOK_SECRET_OLD},{WEBHOOK_SECRET_NEW}"),
+        )
+        .env("STRIPE_API_BASE", &stripe.base)
+        .env("STRIPE_PLANS", "team=price_team_standin")
+        .env("SIXPENCE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    while http.get(format!("{base}/")).send().await.is_err() {
+        assert!(started.elapsed().as_secs() < 30, "no readiness");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    let mut seen = Vec::new();
+    let owner = sixpence_testkit::dev_token("leak-owner@contoso.example");
+    let created = http
+        .post(format!("{base}/api/v1/workspaces"))
+        .bearer_auth(&owner)
+        .json(&json!({ "name": "Stripe leak check" }))
+        .send()
+        .await
+        .expect("created");
+    let ws: Value = created.json().await.expect("json");
+    let ws = ws["id"].as_str().expect("id").to_owned();
+    for (path, body) in [
+        (
+            "billing/checkout",
+            json!({"plan": "team", "quantity": 2, "successUrl": "https://a.example/ok", "cancelUrl": "https://a.example/back"}),
+        ),
+        (
+            "billing/portal",
+            json!({"returnUrl": "https://a.example/back"}),
+        ),
+    ] {
+        let response = http
+            .post(format!("{base}/api/v1/workspaces/{ws}/{path}"))
+            .bearer_auth(&owner)
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
+        seen.push(format!("{:?}", response.headers()));
+        seen.push(response.text().await.expect("body"));
+    }
+    let body = event(
+        &unique("evt"),
+        "invoice.payment_failed",
+        now(),
+        invoice("in_leak", "cus_standin1", "sub_leak", &ws, false, None),
+    );
+    for signature in [
+        signed(WEBHOOK_SECRET_OLD, &body),
+        signed("whsec_wrong", &body),
+    ] {
+        let response = http
+            .post(format!("{base}/api/stripe-webhook"))
+            .header("Stripe-Signature", signature)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answers");
+        seen.push(response.text().await.expect("body"));
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    seen.push(out.join().expect("stdout"));
+    seen.push(err.join().expect("stderr"));
+    let everything = seen.join("\n");
+    assert!(
+        everything.contains("Stripe event processed"),
+        "the webhook ran"
+    );
+    for secret in [key, WEBHOOK_SECRET_OLD, WEBHOOK_SECRET_NEW, "whsec_wrong"] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+}
