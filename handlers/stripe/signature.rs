@@ -70,7 +70,7 @@ pub fn verify(
     }
     // Checked after the signature, so an attacker cannot learn anything from the order of answers,
     // and the timestamp is trusted only once signed.
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     Ok(())
