@@ -36,6 +36,7 @@ struct Inner {
     sync_runs: Arc<dyn crate::domain::sync::SyncRunStore>,
     inventory: Arc<dyn InventoryStore>,
     recommendations: Arc<dyn RecommendationStore>,
+    billing: Arc<crate::billing::BillingService>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -70,6 +71,21 @@ impl AppState {
         let recommendations = Arc::new(crate::storage::inventory::TableRecommendationStore::new(
             storage.clone(),
         ));
+        let stripe = settings
+            .stripe_secret_key
+            .clone()
+            .map(|key| crate::stripe::StripeClient::new(settings.stripe_api_base.clone(), key));
+        let billing = Arc::new(crate::billing::BillingService::new(
+            Arc::new(crate::storage::billing::TableBillingStore::new(
+                storage.clone(),
+            )),
+            Arc::new(crate::storage::events::QueueEventSink::new(storage.clone())),
+            audit.clone(),
+            tenancy.clone(),
+            stripe,
+            settings.stripe_plans.clone(),
+            settings.free_subscriptions,
+        ));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -83,6 +99,7 @@ impl AppState {
             sync_runs,
             inventory,
             recommendations,
+            billing,
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
@@ -139,6 +156,10 @@ impl AppState {
 
     pub fn recommendations(&self) -> &dyn RecommendationStore {
         self.0.recommendations.as_ref()
+    }
+
+    pub fn billing(&self) -> &crate::billing::BillingService {
+        &self.0.billing
     }
 
     pub fn limits(&self) -> &RateLimits {

@@ -71,6 +71,17 @@ pub const AUTH_ALLOWED_TENANTS: &str = "SIXPENCE_AUTH_ALLOWED_TENANTS";
 pub const DEV_AUTH: &str = "SIXPENCE_DEV_AUTH";
 pub const AZURE_ARM_ENDPOINT: &str = "SIXPENCE_AZURE_ARM_ENDPOINT";
 pub const AZURE_AUTHORITY: &str = "SIXPENCE_AZURE_AUTHORITY";
+pub const STRIPE_API_BASE: &str = "STRIPE_API_BASE";
+pub const STRIPE_PLANS: &str = "STRIPE_PLANS";
+pub const FREE_SUBSCRIPTIONS: &str = "SIXPENCE_FREE_SUBSCRIPTIONS";
+pub const SECURITY_CONTACT: &str = "SIXPENCE_SECURITY_CONTACT";
+pub const SECURITY_POLICY: &str = "SIXPENCE_SECURITY_POLICY";
+pub const PUBLIC_URL: &str = "SIXPENCE_PUBLIC_URL";
+
+/// The Stripe API, unless `STRIPE_API_BASE` names another (tests: a loopback stand-in).
+pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
+/// Azure subscriptions a workspace may choose for sync while it has no paid Stripe subscription.
+pub const DEFAULT_FREE_SUBSCRIPTIONS: u32 = 5;
 
 /// The data key `local.settings.example.json` ships with, for local runs only. Published, so it
 /// protects nothing: start-up refuses it in production.
@@ -188,6 +199,48 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Stripe webhook signing secret(s) (`whsec_...`), comma-separated during rotation. Key Vault reference in Azure.",
     ),
     setting(
+        STRIPE_API_BASE,
+        Scope::App,
+        false,
+        "",
+        "Stripe API base URL. Default `https://api.stripe.com`; tests point it at a loopback stand-in.",
+    ),
+    setting(
+        STRIPE_PLANS,
+        Scope::App,
+        false,
+        "",
+        "The plans owners may buy: `name=price_id`, comma-separated (e.g. `team=price_123,business=price_456`). Each plan is priced per connected Azure subscription: the quantity bought is the workspace's subscription limit (a price's `subscription_limit` metadata overrides it).",
+    ),
+    setting(
+        FREE_SUBSCRIPTIONS,
+        Scope::App,
+        false,
+        "5",
+        "Azure subscriptions a workspace may choose for sync without a paid (active, trialing or past-due) Stripe subscription. Default 5.",
+    ),
+    setting(
+        SECURITY_CONTACT,
+        Scope::App,
+        false,
+        "mailto:security@example.com",
+        "Vulnerability disclosure contact(s) for `/.well-known/security.txt` (RFC 9116): `mailto:`/`https:` URIs or email addresses, comma-separated. Unset: the file is not served.",
+    ),
+    setting(
+        SECURITY_POLICY,
+        Scope::App,
+        false,
+        "",
+        "Optional disclosure policy URL for `/.well-known/security.txt` (`Policy:`).",
+    ),
+    setting(
+        PUBLIC_URL,
+        Scope::App,
+        false,
+        "",
+        "Optional public base URL of the app (`https://api.example.com`), used for the `Canonical:` line of security.txt. Unset: the request's host.",
+    ),
+    setting(
         MAIL_SENDER,
         Scope::App,
         false,
@@ -279,6 +332,16 @@ pub struct AuthSettings {
     pub dev_auth: Option<SecretString>,
 }
 
+/// The contents of `/.well-known/security.txt` that come from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityTxtSettings {
+    /// `Contact:` URIs; empty means the file is not served.
+    pub contacts: Vec<String>,
+    pub policy: Option<url::Url>,
+    /// Public base URL for `Canonical:`; the request's host when unset.
+    pub public_url: Option<url::Url>,
+}
+
 /// Every setting the binary reads, typed.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -290,6 +353,14 @@ pub struct Settings {
     pub data_keys: Option<SecretString>,
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_webhook_secret: Option<SecretString>,
+    /// Stripe REST base URL, without a trailing slash.
+    pub stripe_api_base: url::Url,
+    /// Plans owners may buy: (name, Stripe price id).
+    pub stripe_plans: Vec<(String, String)>,
+    /// Subscriptions a workspace may choose without a paid Stripe subscription.
+    pub free_subscriptions: u32,
+    /// What `/.well-known/security.txt` says.
+    pub security_txt: SecurityTxtSettings,
     pub mail_sender: Option<String>,
     pub smtp_url: Option<SecretString>,
     pub auth: AuthSettings,
@@ -398,6 +469,36 @@ impl Settings {
                 "{STRIPE_WEBHOOK_SECRET} must be one or more whsec_… secrets, comma-separated"
             ));
         }
+        let stripe_api_base = match get(STRIPE_API_BASE) {
+            None => url::Url::parse(DEFAULT_STRIPE_API_BASE).ok(),
+            Some(raw) => match url::Url::parse(raw.trim_end_matches('/')) {
+                Ok(url)
+                    if validate_authority(url.as_str().trim_end_matches('/')).is_ok()
+                        && url.path() == "/" =>
+                {
+                    Some(url)
+                }
+                _ => {
+                    problems.push(format!(
+                        "{STRIPE_API_BASE} must be an https:// URL without a path (http:// only to a loopback address), got `{raw}`"
+                    ));
+                    None
+                }
+            },
+        };
+        let stripe_plans = get(STRIPE_PLANS)
+            .map(|raw| read_plans(&raw, &mut problems))
+            .unwrap_or_default();
+        let free_subscriptions = match get(FREE_SUBSCRIPTIONS) {
+            None => DEFAULT_FREE_SUBSCRIPTIONS,
+            Some(raw) => raw.parse::<u32>().unwrap_or_else(|_| {
+                problems.push(format!(
+                    "{FREE_SUBSCRIPTIONS} must be a whole number (0 or more), got `{raw}`"
+                ));
+                DEFAULT_FREE_SUBSCRIPTIONS
+            }),
+        };
+        let security_txt = read_security_txt(&get, &mut problems);
         let mail_sender = get(MAIL_SENDER);
         if let Some(sender) = &mail_sender
             && !sender.contains('@')
@@ -438,6 +539,11 @@ impl Settings {
             data_keys: data_keys.map(SecretString::from),
             stripe_secret_key: stripe_secret_key.map(SecretString::from),
             stripe_webhook_secret: stripe_webhook_secret.map(SecretString::from),
+            stripe_api_base: stripe_api_base
+                .unwrap_or_else(|| url::Url::parse(DEFAULT_STRIPE_API_BASE).expect("a URL")),
+            stripe_plans,
+            free_subscriptions,
+            security_txt,
             mail_sender,
             smtp_url: smtp_url.map(SecretString::from),
             auth,
@@ -445,6 +551,67 @@ impl Settings {
             unresolved_key_vault_references: unresolved.into_inner(),
         })
     }
+}
+
+/// `name=price_id` pairs; names are what owners ask for, price ids what Stripe knows.
+fn read_plans(raw: &str, problems: &mut Vec<String>) -> Vec<(String, String)> {
+    let mut plans: Vec<(String, String)> = Vec::new();
+    for (index, entry) in raw.split(',').map(str::trim).enumerate() {
+        let parsed = entry.split_once('=').and_then(|(name, price)| {
+            let (name, price) = (name.trim(), price.trim());
+            let name_ok = !name.is_empty()
+                && name.len() <= 40
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            (name_ok && price.starts_with("price_") && !plans.iter().any(|(n, _)| n == name))
+                .then(|| (name.to_owned(), price.to_owned()))
+        });
+        match parsed {
+            Some(plan) => plans.push(plan),
+            None => problems.push(format!(
+                "{STRIPE_PLANS} must be `name=price_…` pairs (lower-case names, each once), comma-separated; entry {} is not",
+                index + 1
+            )),
+        }
+    }
+    plans
+}
+
+/// The disclosure contact, policy and public URL of security.txt.
+fn read_security_txt(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> SecurityTxtSettings {
+    let mut settings = SecurityTxtSettings::default();
+    if let Some(raw) = get(SECURITY_CONTACT) {
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let uri = if !entry.contains(':') && entry.contains('@') {
+                format!("mailto:{entry}")
+            } else {
+                entry.to_owned()
+            };
+            match url::Url::parse(&uri) {
+                Ok(url) if matches!(url.scheme(), "mailto" | "https" | "tel") => {
+                    settings.contacts.push(uri)
+                }
+                _ => problems.push(format!(
+                    "{SECURITY_CONTACT} entries must be mailto:, https: or tel: URIs or email addresses; `{entry}` is not"
+                )),
+            }
+        }
+    }
+    for (name, slot) in [
+        (SECURITY_POLICY, &mut settings.policy),
+        (PUBLIC_URL, &mut settings.public_url),
+    ] {
+        let Some(raw) = get(name) else { continue };
+        match url::Url::parse(&raw) {
+            Ok(url) if url.scheme() == "https" && url.host().is_some() => *slot = Some(url),
+            _ => problems.push(format!("{name} must be an https:// URL, got `{raw}`")),
+        }
+    }
+    settings
 }
 
 /// Reads and checks the authentication settings, adding each problem to `problems`.
@@ -753,6 +920,60 @@ mod tests {
         }
         assert!(validate_authority("http://127.0.0.1:8080/organizations").is_ok());
         assert!(validate_authority("http://[::1]:8080/organizations").is_ok());
+    }
+
+    #[test]
+    fn billing_and_security_txt_settings_are_parsed_and_checked() {
+        let mut env = minimal();
+        env.insert(
+            STRIPE_PLANS.to_owned(),
+            "team=price_123, business=price_456".to_owned(),
+        );
+        env.insert(
+            STRIPE_API_BASE.to_owned(),
+            "http://127.0.0.1:9999/".to_owned(),
+        );
+        env.insert(FREE_SUBSCRIPTIONS.to_owned(), "2".to_owned());
+        env.insert(
+            SECURITY_CONTACT.to_owned(),
+            "security@sixpence.example, https://sixpence.example/report".to_owned(),
+        );
+        let settings = Settings::from_vars(|n| env.get(n).cloned()).expect("valid");
+        assert_eq!(
+            settings.stripe_plans,
+            vec![
+                ("team".to_owned(), "price_123".to_owned()),
+                ("business".to_owned(), "price_456".to_owned())
+            ]
+        );
+        assert_eq!(settings.stripe_api_base.as_str(), "http://127.0.0.1:9999/");
+        assert_eq!(settings.free_subscriptions, 2);
+        assert_eq!(
+            settings.security_txt.contacts,
+            vec![
+                "mailto:security@sixpence.example".to_owned(),
+                "https://sixpence.example/report".to_owned()
+            ]
+        );
+        let defaults = Settings::from_vars(|n| minimal().get(n).cloned()).expect("valid");
+        assert_eq!(defaults.stripe_api_base.as_str(), "https://api.stripe.com/");
+        assert_eq!(defaults.free_subscriptions, DEFAULT_FREE_SUBSCRIPTIONS);
+        assert!(defaults.security_txt.contacts.is_empty());
+
+        for (name, value) in [
+            (STRIPE_PLANS, "team=prod_1"),
+            (STRIPE_PLANS, "team=price_1,team=price_2"),
+            (STRIPE_API_BASE, "http://api.stripe.example"),
+            (STRIPE_API_BASE, "https://api.stripe.com/v1"),
+            (FREE_SUBSCRIPTIONS, "-1"),
+            (SECURITY_CONTACT, "ftp://x.example"),
+            (SECURITY_POLICY, "http://sixpence.example/policy"),
+        ] {
+            let mut env = minimal();
+            env.insert(name.to_owned(), value.to_owned());
+            let err = Settings::from_vars(|n| env.get(n).cloned()).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

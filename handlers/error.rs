@@ -5,6 +5,7 @@
 //! and finally poisons the message (`functions::invoke`). Either way the error is logged exactly once,
 //! at that boundary, and internal detail never reaches a client.
 
+use crate::domain::billing::BillingError;
 use crate::domain::connections::ConnectionError;
 use crate::domain::store::StoreError;
 use crate::domain::tenancy::TenancyError;
@@ -30,6 +31,12 @@ pub enum Error {
     /// A connection rule refused the request (HTTP 400, 409 or 503 by rule).
     #[error(transparent)]
     Connection(#[from] ConnectionError),
+    /// A billing rule or Stripe refused the request (HTTP 400, 402 or 503 by rule).
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    /// A Stripe webhook delivery whose signature does not verify (HTTP 400).
+    #[error(transparent)]
+    Signature(#[from] crate::stripe::SignatureError),
     /// Sixpence has no data-encryption key configured, so it cannot store secrets (HTTP 503).
     #[error(
         "secrets cannot be stored: the data-encryption keyring (SIXPENCE_DATA_KEYS) is not configured"

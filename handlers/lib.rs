@@ -7,6 +7,8 @@
 //!   kind, plus the router built from [`functions::REGISTRY`]. Thin: decode, call the domain, encode.
 //! - [`domain`]: the business rules and the port traits they need. Knows nothing of HTTP or Azure.
 //! - [`storage`]: Azure Table, Blob and Queue adapters implementing the domain's ports.
+//! - [`billing`]: Stripe webhooks, Checkout and Billing Portal sessions, plan limits; [`stripe`] is
+//!   its client and signature check.
 //! - [`connections`], [`inventory`]: application services that span them (onboarding a customer
 //!   tenant; syncing a subscription's inventory and Advisor recommendations).
 //! - [`azure`], [`secrets`]: the read-only Azure client and secrets at rest.
@@ -20,6 +22,8 @@ pub mod app;
 pub mod auth;
 /// The read-only client for every call into a customer's Azure tenant (ARM, Entra ID tokens).
 pub mod azure;
+/// The billing service: Stripe webhook events, Checkout and Portal sessions, plan limits.
+pub mod billing;
 /// App settings, typed and validated once.
 pub mod config;
 /// The connections service: onboarding, health checks and key rotation, where the domain's
@@ -40,6 +44,8 @@ pub mod inventory;
 pub mod secrets;
 /// Azure Storage adapters.
 pub mod storage;
+/// Stripe webhook signatures and REST calls.
+pub mod stripe;
 /// JSON-lines logging.
 pub mod telemetry;
 

@@ -38,6 +38,23 @@ enum Command {
     /// (run after prepending a new key; idempotent and resumable). Reads the app's settings from
     /// the environment.
     RotateSecrets,
+    /// Record a security or availability incident (what, when, which workspaces) in the retained
+    /// incident records, with an audit record in each workspace concerned. Prints the record as
+    /// JSON. Reads the app's settings from the environment.
+    RecordIncident(RecordIncidentArgs),
+}
+
+#[derive(Args)]
+struct RecordIncidentArgs {
+    /// What happened, without personal data (1 to 2000 characters).
+    #[arg(long)]
+    what: String,
+    /// When it happened or began (RFC 3339, e.g. 2026-11-20T09:30:00Z); now by default.
+    #[arg(long)]
+    when: Option<String>,
+    /// A workspace it touched (its id); repeat for each.
+    #[arg(long = "workspace")]
+    workspaces: Vec<String>,
 }
 
 #[derive(Args)]
@@ -78,23 +95,128 @@ fn main() -> ExitCode {
         Command::DevToken(args) => dev_token(args),
         Command::Detect { args } => detect(&args),
         Command::RotateSecrets => runtime.block_on(rotate_secrets()),
+        Command::RecordIncident(args) => runtime.block_on(record_incident(args)),
     }
 }
 
-async fn rotate_secrets() -> ExitCode {
-    // The app's own settings, minus the port the host would assign: this command serves nothing.
-    let settings = match Settings::from_vars(|name| {
+/// The app's own settings for an operator command, minus the port the host would assign: such a
+/// command serves nothing.
+fn operator_settings() -> Result<Settings, ExitCode> {
+    Settings::from_vars(|name| {
         if name == sixpence::config::PORT {
             Some("1".to_owned())
         } else {
             std::env::var(name).ok()
         }
-    }) {
+    })
+    .map_err(|err| {
+        eprintln!("sixpence: {err}");
+        ExitCode::from(2)
+    })
+}
+
+async fn record_incident(args: RecordIncidentArgs) -> ExitCode {
+    use sixpence::domain::audit::{Actor, AuditLog as _, AuditRecord, Outcome};
+    use sixpence::domain::incidents::{Incident, IncidentLog as _};
+    use sixpence::domain::tenancy::{TenancyStore as _, WorkspaceId};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    let settings = match operator_settings() {
         Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let now = OffsetDateTime::now_utc();
+    let occurred_at = match args
+        .when
+        .as_deref()
+        .map(|w| OffsetDateTime::parse(w, &Rfc3339))
+    {
+        None => now,
+        Some(Ok(at)) => at,
+        Some(Err(_)) => {
+            eprintln!("sixpence: --when must be an RFC 3339 time such as 2026-11-20T09:30:00Z");
+            return ExitCode::from(2);
+        }
+    };
+    let mut workspaces = Vec::new();
+    for raw in &args.workspaces {
+        match WorkspaceId::parse(raw.trim()) {
+            Some(id) => workspaces.push(id),
+            None => {
+                eprintln!("sixpence: --workspace `{raw}` is not a workspace id");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let incident = match Incident::new(&args.what, occurred_at, workspaces, now) {
+        Ok(incident) => incident,
         Err(err) => {
             eprintln!("sixpence: {err}");
             return ExitCode::from(2);
         }
+    };
+    let storage = match sixpence::storage::Storage::connect(&settings.storage) {
+        Ok(storage) => storage,
+        Err(err) => {
+            eprintln!("sixpence: cannot reach storage: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(err) = sixpence::storage::names::ensure_all(&storage).await {
+        eprintln!("sixpence: cannot prepare storage: {err}");
+        return ExitCode::FAILURE;
+    }
+    let tenancy = sixpence::storage::tenancy::TableTenancyStore::new(storage.clone());
+    for workspace in &incident.workspaces {
+        match tenancy.workspace(*workspace).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                eprintln!("sixpence: there is no workspace {workspace}; nothing was recorded");
+                return ExitCode::from(2);
+            }
+            Err(err) => {
+                eprintln!("sixpence: cannot read workspaces: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let log = sixpence::storage::incidents::TableIncidentLog::new(storage.clone());
+    if let Err(err) = log.record(&incident).await {
+        eprintln!("sixpence: the incident could not be recorded: {err}");
+        return ExitCode::FAILURE;
+    }
+    let audit = sixpence::storage::audit::TableAuditLog::new(storage);
+    let mut code = ExitCode::SUCCESS;
+    for workspace in &incident.workspaces {
+        let record = AuditRecord {
+            workspace: *workspace,
+            at: now,
+            actor: Actor::System {
+                component: "operator".to_owned(),
+            },
+            action: "incident.record".to_owned(),
+            target: format!("incident/{}", incident.id),
+            request_id: incident.id.to_string(),
+            outcome: Outcome::Succeeded,
+            changes: Vec::new(),
+        };
+        if let Err(err) = audit.append(&record).await {
+            eprintln!("sixpence: the audit record of workspace {workspace} failed: {err}");
+            code = ExitCode::FAILURE;
+        }
+    }
+    match serde_json::to_string(&incident) {
+        Ok(json) => println!("{json}"),
+        Err(err) => eprintln!("sixpence: {err}"),
+    }
+    code
+}
+
+async fn rotate_secrets() -> ExitCode {
+    let settings = match operator_settings() {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     let storage = match sixpence::storage::Storage::connect(&settings.storage) {
         Ok(storage) => storage,

@@ -5,10 +5,12 @@
 //! modules in `crate::functions` translate triggers into calls here.
 
 pub mod audit;
+pub mod billing;
 pub mod connections;
 pub mod costs;
 pub mod events;
 pub mod idempotency;
+pub mod incidents;
 pub mod inventory;
 pub mod store;
 pub mod sync;

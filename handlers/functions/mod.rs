@@ -21,9 +21,9 @@ use invoke::Handler;
 /// How a function is triggered, with what its spec must declare.
 #[derive(Debug, Clone, Copy)]
 pub enum Trigger {
-    /// Forwarded HTTP: served at `/api/<route>` by [`http::router`].
+    /// Forwarded HTTP: served at `/<route>` by [`http::router`].
     Http {
-        /// `route` in function.json, relative to the `api` prefix.
+        /// `route` in function.json: the whole path, since `host.json` sets an empty `routePrefix`.
         route: &'static str,
         methods: &'static [&'static str],
     },
@@ -60,6 +60,8 @@ pub struct FunctionDef {
 pub const REGISTRY: &[FunctionDef] = &[
     http::health::FUNCTION,
     http::api::FUNCTION,
+    http::security_txt::FUNCTION,
+    http::stripe_webhook::FUNCTION,
     timer::heartbeat::FUNCTION,
     timer::connection_health::FUNCTION,
     timer::sync_scheduler::FUNCTION,

@@ -26,11 +26,13 @@
 
 pub mod audit;
 pub mod azure_connections;
+pub mod billing;
 pub mod blob;
 pub mod connection;
 pub mod costs;
 pub mod events;
 pub mod idempotency;
+pub mod incidents;
 pub mod inventory;
 pub mod names;
 pub mod queue;

@@ -36,6 +36,31 @@ pub const INVENTORY_TABLE: &str = "inventory";
 /// Advisor recommendations per subscription, replaced whole by each sync (`storage::inventory`).
 pub const RECOMMENDATIONS_TABLE: &str = "recommendations";
 
+/// Incident records (`sixpence record-incident`): retained, like billing records.
+pub const INCIDENTS_TABLE: &str = "incidents";
+
+/// Each workspace's Stripe billing state (plan, status, limit, Stripe ids), one partition per
+/// workspace. Retained after a workspace's deletion, like the audit trail.
+pub const BILLING_TABLE: &str = "billing";
+
+/// Stripe webhook events already processed (at most once each), one partition per event id.
+/// Retained: the billing ledger of which event changed what.
+pub const STRIPE_EVENTS_TABLE: &str = "stripeevents";
+
+/// Which workspace each Stripe customer belongs to (PartitionKey = customer id), for events that
+/// name only the customer.
+pub const STRIPE_CUSTOMERS_TABLE: &str = "stripecustomers";
+
+/// Records kept when a workspace is deleted (minimised), until the retention period ends: billing,
+/// audit and incident records.
+pub const RETAINED_TABLES: &[&str] = &[
+    AUDIT_TABLE,
+    INCIDENTS_TABLE,
+    BILLING_TABLE,
+    STRIPE_EVENTS_TABLE,
+    STRIPE_CUSTOMERS_TABLE,
+];
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -49,6 +74,10 @@ pub const TABLES: &[&str] = &[
     COST_MONTHS_TABLE,
     INVENTORY_TABLE,
     RECOMMENDATIONS_TABLE,
+    INCIDENTS_TABLE,
+    BILLING_TABLE,
+    STRIPE_EVENTS_TABLE,
+    STRIPE_CUSTOMERS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.

@@ -53,6 +53,25 @@ param azureArmEndpoint string = 'https://management.azure.com'
 @description('Entra ID authority customers\' service principals sign in at (SIXPENCE_AZURE_AUTHORITY). Change only for a sovereign cloud.')
 param azureAuthority string = 'https://login.microsoftonline.com'
 
+@description('Stripe API base URL (STRIPE_API_BASE). Leave the default.')
+param stripeApiBase string = 'https://api.stripe.com'
+
+@description('Plans owners may buy (STRIPE_PLANS): `name=price_id`, comma-separated. Empty: checkout is refused until set.')
+param stripePlans string = ''
+
+@description('Azure subscriptions a workspace may choose for sync without a paid Stripe subscription (SIXPENCE_FREE_SUBSCRIPTIONS).')
+@minValue(0)
+param freeSubscriptions int = 5
+
+@description('Vulnerability disclosure contact(s) published in /.well-known/security.txt (SIXPENCE_SECURITY_CONTACT): mailto:/https: URIs or email addresses, comma-separated.')
+param securityContact string
+
+@description('Optional disclosure policy URL for security.txt (SIXPENCE_SECURITY_POLICY).')
+param securityPolicy string = ''
+
+@description('Optional public base URL of the app, e.g. https://api.example.com (SIXPENCE_PUBLIC_URL); the Canonical line of security.txt. Empty: the request host.')
+param publicUrl string = ''
+
 @description('Optional secret settings to wire up (each needs its Key Vault secret to exist, or the app sees the unresolved reference text). Allowed: SMTP_URL.')
 param optionalSecrets array = []
 
@@ -153,6 +172,12 @@ var plainSettings = [
   { name: 'CONNECTION_HEALTH_SCHEDULE', value: connectionHealthSchedule }
   { name: 'SIXPENCE_AZURE_ARM_ENDPOINT', value: azureArmEndpoint }
   { name: 'SIXPENCE_AZURE_AUTHORITY', value: azureAuthority }
+  { name: 'STRIPE_API_BASE', value: stripeApiBase }
+  { name: 'STRIPE_PLANS', value: stripePlans }
+  { name: 'SIXPENCE_FREE_SUBSCRIPTIONS', value: string(freeSubscriptions) }
+  { name: 'SIXPENCE_SECURITY_CONTACT', value: securityContact }
+  { name: 'SIXPENCE_SECURITY_POLICY', value: securityPolicy }
+  { name: 'SIXPENCE_PUBLIC_URL', value: publicUrl }
 ]
 
 // Secrets: Key Vault references (the Key Vault secret name is the setting name in lower case with

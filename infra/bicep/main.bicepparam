@@ -11,6 +11,12 @@ param apiAudience = 'api://00000000-0000-0000-0000-000000000000'
 param logFilter = 'info'
 param heartbeatSchedule = '0 */5 * * * *'
 
+// Published in /.well-known/security.txt: where researchers report vulnerabilities.
+param securityContact = 'mailto:security@example.com'
+
+// The plans owners may buy, as Stripe price ids (per connected Azure subscription).
+param stripePlans = ''
+
 // Add 'SMTP_URL' once its Key Vault secret exists (only if mail goes over SMTP instead of Graph).
 param optionalSecrets = []
 

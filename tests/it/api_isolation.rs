@@ -144,6 +144,23 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             Some(json!({ "subscriptionIds": ["00000000-0000-0000-0000-000000000000"] })),
         ),
         ("POST", "/api/v1/workspaces/{id}/syncs") => (Permission::Analyse, 202, None),
+        ("GET", "/api/v1/workspaces/{id}/billing") => (Read, 200, None),
+        // Owners reach the body's checks (400) before any call to Stripe; everyone else is stopped
+        // first. (tests/it/billing.rs covers the successful calls against a Stripe stand-in.)
+        ("POST", "/api/v1/workspaces/{id}/billing/checkout") => (
+            Permission::Own,
+            400,
+            Some(json!({
+                "plan": "no-such-plan",
+                "successUrl": "https://app.example/ok",
+                "cancelUrl": "https://app.example/back",
+            })),
+        ),
+        ("POST", "/api/v1/workspaces/{id}/billing/portal") => (
+            Permission::Own,
+            400,
+            Some(json!({ "returnUrl": "http://not-https.example/" })),
+        ),
         (method, path) => panic!(
             "{method} {path} is not classified in api_isolation::classify: declare who may call it, \
              what an authorised call answers and the body it needs, so the permission matrix covers it"

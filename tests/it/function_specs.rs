@@ -138,3 +138,24 @@ fn every_setting_a_spec_references_is_declared() {
         }
     }
 }
+
+#[test]
+fn http_routes_are_whole_paths_because_the_route_prefix_is_empty() {
+    // `/.well-known/security.txt` must be served at the site root, which a route prefix would forbid;
+    // so the prefix is empty and each HTTP function's route spells out its full path.
+    let host: Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("host.json"))
+            .expect("host.json"),
+    )
+    .expect("host.json is JSON");
+    assert_eq!(host["extensions"]["http"]["routePrefix"], "");
+    for function in REGISTRY {
+        if let Trigger::Http { route, .. } = function.trigger {
+            assert!(
+                route.starts_with("api/") || route.starts_with(".well-known/"),
+                "{}: route `{route}` must be under api/ (or .well-known/)",
+                function.name
+            );
+        }
+    }
+}

@@ -249,7 +249,15 @@ fn banner(host: &Host, port: u16) {
     say!(
         "fire a timer or enqueue for a queue function: POST http://127.0.0.1:{port}/admin/functions/{{name}} with an optional {{\"input\": \"...\"}}"
     );
-    say!("ready: http://127.0.0.1:{port}{prefix}/health");
+    let health = app
+        .functions
+        .iter()
+        .find_map(|f| match &f.trigger {
+            Trigger::Http { route, .. } if f.name == "health" => Some(route.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "health".to_owned());
+    say!("ready: http://127.0.0.1:{port}{prefix}/{health}");
 }
 
 impl LocalHostHandle {

@@ -22,7 +22,8 @@ pub struct FunctionSpec {
 pub enum Trigger {
     Http {
         binding: String,
-        /// The route under the prefix (`health`, `v1/{*path}`); the function name when unset.
+        /// The route under the prefix (`api/health`, `api/v1/{*path}` with the repo's empty prefix); the
+        /// function name when unset.
         route: RouteTemplate,
         /// Upper-case method names; `None` accepts every method.
         methods: Option<Vec<String>>,
@@ -314,7 +315,7 @@ mod tests {
         match &health.trigger {
             Trigger::Http { methods, route, .. } => {
                 assert_eq!(methods.as_deref(), Some(&["GET".to_owned()][..]));
-                assert_eq!(route.to_string(), "health");
+                assert_eq!(route.to_string(), "api/health");
             }
             other => panic!("{other:?}"),
         }

@@ -214,6 +214,14 @@ async fn an_http_request_reaches_its_handler() -> anyhow::Result<()> {
         };
         async move { request.send().await.map(|r| r.status().as_u16()) }
     };
+    // Routes carry their whole path (empty route prefix): security.txt is served at the root.
+    let security = running
+        .http
+        .get(running.url("/.well-known/security.txt"))
+        .send()
+        .await?;
+    assert_eq!(security.status(), 200);
+    assert!(security.text().await?.contains("Contact: mailto:"));
     assert_eq!(status("/api/health", true).await?, 404);
     assert_eq!(status("/api/nothing-here", false).await?, 404);
     // Envelope routes of the handler are not exposed on the public port.

@@ -16,7 +16,7 @@ pub const NAME: &str = "health";
 pub const FUNCTION: FunctionDef = FunctionDef {
     name: NAME,
     trigger: Trigger::Http {
-        route: "health",
+        route: "api/health",
         methods: &["get"],
     },
     handler: None,

@@ -1,12 +1,16 @@
-//! HTTP functions, forwarded by the host as plain HTTP under the `api` route prefix.
+//! HTTP functions, forwarded by the host as plain HTTP. `host.json` sets an empty `routePrefix`, so
+//! each function's `route` is its whole path (`api/...` for the API, `.well-known/security.txt` at
+//! the site root).
 
 pub mod api;
 pub mod health;
 pub mod payload_mode;
 pub mod problem;
+pub mod security_txt;
+pub mod stripe_webhook;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::app::AppState;
 
@@ -14,5 +18,7 @@ use crate::app::AppState;
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/health", get(health::get))
+        .route(security_txt::PATH, get(security_txt::get))
+        .route(stripe_webhook::PATH, post(stripe_webhook::receive))
         .merge(api::router(state))
 }

@@ -140,6 +140,47 @@ impl Error {
                     ),
                 }
             }
+            Error::Billing(rule) => {
+                use crate::domain::billing::BillingError as B;
+                match rule {
+                    B::PlanLimit { .. } => Problem::new(
+                        StatusCode::PAYMENT_REQUIRED,
+                        "plan-limit",
+                        "The workspace's plan does not allow this",
+                        detail,
+                    ),
+                    B::UnknownPlan(_) | B::Invalid(_) => Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-request",
+                        "The request is invalid",
+                        detail,
+                    ),
+                    // Stripe's own words stay in the log: they may name our configuration.
+                    B::Unavailable(_) => Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "billing-unavailable",
+                        "Billing is temporarily unavailable",
+                        None,
+                    ),
+                }
+            }
+            Error::Signature(err) => {
+                use crate::stripe::SignatureError as S;
+                match err {
+                    S::Stale => Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "stale-signature",
+                        "The webhook signature is too old or too new",
+                        detail,
+                    ),
+                    S::Malformed | S::NoMatch => Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-signature",
+                        "The webhook signature does not verify",
+                        detail,
+                    ),
+                }
+            }
             Error::NoKeyring => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "secrets-unavailable",

@@ -36,6 +36,10 @@ var tableNames = [
   'costmonths'
   'inventory'
   'recommendations'
+  'incidents'
+  'billing'
+  'stripeevents'
+  'stripecustomers'
 ]
 
 var containerNames = [

@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 pub use sixpence_testkit::{DEV_AUTH, app_settings as settings, dev_token as token, unique_name};
 
 pub mod api;
+pub mod stripe;
 
 /// Storage on the Azurite shared by this test binary, reached through the same connection-string parser
 /// production uses. Tests isolate themselves with [`unique_name`]. Fails (never skips) when Azurite is
@@ -148,4 +149,30 @@ pub fn unverified_token(email: &str) -> String {
         &jsonwebtoken::EncodingKey::from_ed_der(&der),
     )
     .expect("sign")
+}
+
+/// The webhook signing secrets the billing test apps hold: an old and a new one, as during a
+/// rotation in the Stripe dashboard.
+pub const WEBHOOK_SECRET_OLD: &str = "whsec_standin_old";
+pub const WEBHOOK_SECRET_NEW: &str = "whsec_standin_new";
+
+/// An app whose Stripe calls go to a fresh loopback stand-in, with two plans for sale and both
+/// webhook secrets; `tweak` adjusts the settings further.
+pub async fn spawn_app_with_stripe(
+    tweak: impl FnOnce(&mut Settings),
+) -> (TestApp, stripe::StripeStandIn) {
+    let stand_in = stripe::StripeStandIn::start().await;
+    let azurite = Arc::new(Azurite::start().await.expect("Azurite starts"));
+    let mut config = settings(azurite.connection_string());
+    config.stripe_secret_key = Some(secrecy::SecretString::from(stripe::TEST_SECRET_KEY));
+    config.stripe_api_base = url::Url::parse(&stand_in.base).expect("stand-in URL");
+    config.stripe_webhook_secret = Some(secrecy::SecretString::from(format!(
+        "{WEBHOOK_SECRET_OLD},{WEBHOOK_SECRET_NEW}"
+    )));
+    config.stripe_plans = vec![
+        ("team".to_owned(), "price_team_standin".to_owned()),
+        ("business".to_owned(), "price_business_standin".to_owned()),
+    ];
+    tweak(&mut config);
+    (spawn_app_with(azurite, config).await, stand_in)
 }

@@ -134,7 +134,10 @@ pub async fn verify(
     ))
 }
 
-/// Choose the subscriptions to sync (replaces the previous choice). Each must be usable.
+/// Choose the subscriptions to sync (replaces the previous choice). Each must be usable. The
+/// workspace's plan limits how many subscriptions may be chosen across all its connections: a
+/// choice that would raise the count above it is refused with 402 `plan-limit` (see
+/// `GET /billing`); without a paid plan the free limit applies.
 #[utoipa::path(put, path = "/api/v1/workspaces/{id}/connections/{connectionId}/subscriptions", tag = "connections",
     request_body = ChooseSubscriptions,
     params(("id" = String, Path, description = "Workspace id"), ("connectionId" = String, Path, description = "Connection id"),
@@ -149,6 +152,33 @@ pub async fn choose_subscriptions(
 ) -> Result<Response> {
     let id = connection_id(&params)?;
     let guard = if_match(&headers);
+    // The plan's limit counts chosen subscriptions across every connection of the workspace; a
+    // choice may not raise that count above it (402). Two concurrent choices on different
+    // connections can each pass this check; the limit is a commercial one, not a security one.
+    let workspace = scoped.scope.id();
+    let connections = state.connections().store().list(workspace).await?;
+    let selected = |c: &crate::domain::connections::Connection| {
+        c.subscriptions.iter().filter(|s| s.selected).count()
+    };
+    let before: usize = connections.iter().map(|c| selected(&c.value)).sum();
+    let here: usize = connections
+        .iter()
+        .filter(|c| c.value.id == id)
+        .map(|c| selected(&c.value))
+        .sum();
+    let mut requested: Vec<String> = body
+        .subscription_ids
+        .iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    requested.sort_unstable();
+    requested.dedup();
+    let after = before - here + requested.len();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    state
+        .billing()
+        .check_subscription_choice(workspace, count(before), count(after))
+        .await?;
     let (chosen, changes) = state
         .connections()
         .choose_subscriptions(

@@ -7,6 +7,7 @@
 //! route cannot exist without a declared permission.
 
 pub mod audit_log;
+pub mod billing;
 pub mod connections;
 pub mod context;
 pub mod costs;
@@ -45,7 +46,7 @@ pub const NAME: &str = "api";
 pub const FUNCTION: FunctionDef = FunctionDef {
     name: NAME,
     trigger: Trigger::Http {
-        route: "v1/{*path}",
+        route: "api/v1/{*path}",
         methods: &["get", "post", "put", "patch", "delete"],
     },
     handler: None,
@@ -115,7 +116,7 @@ where
 
 /// Every route of the tenant API.
 pub fn routes() -> Vec<ApiRoute> {
-    use Permission::{Administer, Analyse, Invitee, Public, Read, SignedIn};
+    use Permission::{Administer, Analyse, Invitee, Own, Public, Read, SignedIn};
     const WS: &str = "/api/v1/workspaces/{id}";
     let _ = WS;
     vec![
@@ -335,6 +336,30 @@ pub fn routes() -> Vec<ApiRoute> {
             None,
             false,
             inventory::recommendations,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/billing",
+            Read,
+            None,
+            false,
+            billing::status,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/billing/checkout",
+            Own,
+            Some("billing.checkout.start"),
+            true,
+            billing::checkout,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/billing/portal",
+            Own,
+            Some("billing.portal.open"),
+            false,
+            billing::portal,
         ),
     ]
 }

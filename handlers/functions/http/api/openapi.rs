@@ -16,7 +16,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::{
-    RouteSpec, audit_log, connections, costs, inventory, invitations, members, syncs, workspaces,
+    RouteSpec, audit_log, billing, connections, costs, inventory, invitations, members, syncs,
+    workspaces,
 };
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
@@ -26,7 +27,7 @@ use crate::functions::http::problem::Problem;
     info(
         title = "Sixpence tenant API",
         version = "1.0.0",
-        description = "Workspaces, members and roles, invitations, Azure connections, resource inventory, Advisor recommendations and the audit trail of Sixpence, the Azure cost-management service. \
+        description = "Workspaces, members and roles, invitations, Azure connections, resource inventory, Advisor recommendations and the audit trail and billing of Sixpence, the Azure cost-management service. \
             Errors are RFC 9457 problem documents (`application/problem+json`) with stable `type` values. \
             Lists are paginated with an opaque `cursor`. Creating POSTs honour `Idempotency-Key`; updatable resources carry an `ETag` that `If-Match` takes. \
             Every response echoes `X-Request-Id`."
@@ -60,6 +61,9 @@ use crate::functions::http::problem::Problem;
         costs::syncs,
         inventory::resources,
         inventory::recommendations,
+        billing::status,
+        billing::checkout,
+        billing::portal,
     ),
     components(schemas(Problem)),
     tags(
@@ -72,6 +76,7 @@ use crate::functions::http::problem::Problem;
         (name = "audit", description = "The append-only audit trail"),
         (name = "costs", description = "Synced Azure costs, subscriptions and sync runs"),
         (name = "inventory", description = "Resources and Azure Advisor recommendations of the connected subscriptions, as last synced"),
+        (name = "billing", description = "The plan and its limits; Stripe Checkout and the Billing Portal (owners)"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -154,6 +159,16 @@ fn decorate(operation: &mut Operation, spec: &RouteSpec) {
     if spec.changes_state() {
         problems.push(("400", "The request is invalid"));
         problems.push(("409", "The request conflicts with the resource's state"));
+    }
+    if spec.method == "PUT"
+        && spec
+            .path
+            .ends_with("/connections/{connectionId}/subscriptions")
+    {
+        problems.push((
+            "402",
+            "The workspace's plan does not allow this many subscriptions",
+        ));
     }
     if operation.request_body.is_some() {
         problems.push(("413", "The body is too large"));
