@@ -36,6 +36,10 @@ struct Inner {
     sync_runs: Arc<dyn crate::domain::sync::SyncRunStore>,
     inventory: Arc<dyn InventoryStore>,
     recommendations: Arc<dyn RecommendationStore>,
+    anomalies: Arc<dyn crate::domain::anomalies::AnomalyStore>,
+    budgets: Arc<dyn crate::domain::budgets::BudgetStore>,
+    /// Where producers raise events for delivery.
+    events: Arc<dyn crate::domain::events::EventSink>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -70,6 +74,13 @@ impl AppState {
         let recommendations = Arc::new(crate::storage::inventory::TableRecommendationStore::new(
             storage.clone(),
         ));
+        let anomalies = Arc::new(crate::storage::anomalies::TableAnomalyStore::new(
+            storage.clone(),
+        ));
+        let budgets = Arc::new(crate::storage::budgets::TableBudgetStore::new(
+            storage.clone(),
+        ));
+        let events = Arc::new(crate::storage::events::QueueEventSink::new(storage.clone()));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -83,6 +94,9 @@ impl AppState {
             sync_runs,
             inventory,
             recommendations,
+            anomalies,
+            budgets,
+            events,
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
@@ -139,6 +153,18 @@ impl AppState {
 
     pub fn recommendations(&self) -> &dyn RecommendationStore {
         self.0.recommendations.as_ref()
+    }
+
+    pub fn anomalies(&self) -> &dyn crate::domain::anomalies::AnomalyStore {
+        self.0.anomalies.as_ref()
+    }
+
+    pub fn budgets(&self) -> &dyn crate::domain::budgets::BudgetStore {
+        self.0.budgets.as_ref()
+    }
+
+    pub fn events(&self) -> &dyn crate::domain::events::EventSink {
+        self.0.events.as_ref()
     }
 
     pub fn limits(&self) -> &RateLimits {

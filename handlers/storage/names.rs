@@ -36,6 +36,16 @@ pub const INVENTORY_TABLE: &str = "inventory";
 /// Advisor recommendations per subscription, replaced whole by each sync (`storage::inventory`).
 pub const RECOMMENDATIONS_TABLE: &str = "recommendations";
 
+/// Detected anomalies (episodes with root cause, alert state and feedback), one partition per
+/// workspace (`storage::anomalies`).
+pub const ANOMALIES_TABLE: &str = "anomalies";
+/// Per-workspace analytics settings, one partition per workspace (`storage::anomalies`).
+pub const ANALYTICS_TABLE: &str = "analytics";
+
+/// Budgets, their last evaluation and the threshold crossings told, one partition per workspace
+/// (`storage::budgets`).
+pub const BUDGETS_TABLE: &str = "budgets";
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -49,6 +59,9 @@ pub const TABLES: &[&str] = &[
     COST_MONTHS_TABLE,
     INVENTORY_TABLE,
     RECOMMENDATIONS_TABLE,
+    ANOMALIES_TABLE,
+    ANALYTICS_TABLE,
+    BUDGETS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.
@@ -57,9 +70,9 @@ pub const EVENTS_QUEUE: &str = "events";
 /// One message per subscription to sync (`functions::timer::sync_scheduler::CostSyncMessage`).
 pub const COST_SYNC_QUEUE: &str = "cost-sync";
 
-/// Days whose costs a sync changed, for anomaly detection (consumer: a later issue).
+/// Days whose costs a sync changed, for anomaly detection (`functions::queue::anomaly_detect`).
 pub const ANOMALY_DETECT_QUEUE: &str = "anomaly-detect";
-/// Days whose costs a sync changed, for budget evaluation (consumer: a later issue).
+/// Days whose costs a sync changed, for budget evaluation (`functions::queue::budget_check`).
 pub const BUDGET_CHECK_QUEUE: &str = "budget-check";
 
 /// Queues.

@@ -36,6 +36,9 @@ var tableNames = [
   'costmonths'
   'inventory'
   'recommendations'
+  'anomalies'
+  'analytics'
+  'budgets'
 ]
 
 var containerNames = [
