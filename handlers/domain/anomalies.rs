@@ -16,8 +16,9 @@
 //! - **One event per real problem.** A spike on one VM is usually anomalous at the subscription,
 //!   its resource group and its service at once. All three are stored (each is listed and has its
 //!   root cause), but a resource group or service episode overlapping an alerted subscription
-//!   episode of the same direction is not alerted again: the subscription event's root cause
-//!   already names it.
+//!   episode of the same direction is not alerted again (the subscription event's root cause
+//!   already names it), nor a service episode overlapping an alerted resource group episode with
+//!   the same top resource.
 //! - **History is not news.** A first sync reads 13 months, and the detector finds the anomalies
 //!   of that year. They are stored and listed, but only an episode whose last day is within
 //!   [`ALERT_RECENT_DAYS`] of the newest synced day raises an event; a year of old incidents
@@ -284,6 +285,16 @@ impl Anomaly {
     /// How the customer names the series ("Resource group rg-web").
     pub fn scope_words(&self) -> String {
         format!("{} {}", self.level.words(), self.value)
+    }
+
+    /// The resource that contributed most to the impact, if the root cause names one.
+    pub fn top_resource(&self) -> Option<&str> {
+        self.causes
+            .by
+            .get("resource")
+            .and_then(|c| c.first())
+            .map(|c| c.key.as_str())
+            .filter(|k| *k != OTHER && *k != root_cause::UNATTRIBUTED)
     }
 
     pub fn impact(&self) -> Micros {
@@ -676,13 +687,50 @@ pub struct Outcome {
     pub event: Option<AnomalyStatus>,
 }
 
+/// An anomaly that is (or is about to be) alerted, as far as covering others goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alerted {
+    pub level: Level,
+    pub start: Date,
+    pub end: Date,
+    pub direction: sixpence_analytics::Direction,
+    /// The resource that contributed most, if known.
+    pub top_resource: Option<String>,
+}
+
+impl Alerted {
+    pub fn of(anomaly: &Anomaly) -> Self {
+        Alerted {
+            level: anomaly.level,
+            start: anomaly.episode.start,
+            end: anomaly.episode.end,
+            direction: anomaly.episode.direction,
+            top_resource: anomaly.top_resource().map(str::to_owned),
+        }
+    }
+
+    /// Whether telling `anomaly` would repeat this alert: a more general level, the same
+    /// direction, overlapping days, and (below the subscription, whose root cause lists every
+    /// child) the same resource behind both.
+    fn covers(&self, anomaly: &Anomaly) -> bool {
+        self.level < anomaly.level
+            && self.direction == anomaly.episode.direction
+            && self.start <= anomaly.episode.end
+            && anomaly.episode.start <= self.end
+            && (self.level == Level::Subscription
+                || (self.top_resource.is_some()
+                    && self.top_resource.as_deref() == anomaly.top_resource()))
+    }
+}
+
 /// Context of the alert decision.
 pub struct AlertContext<'a> {
     pub settings: &'a AnalyticsSettings,
     /// The newest synced day.
     pub latest_day: Date,
-    /// Spans (start, end, direction) of subscription episodes that are or will be alerted.
-    pub alerted_parents: &'a [(Date, Date, sixpence_analytics::Direction)],
+    /// Anomalies of the subscription that are or will be alerted (levels are decided in order:
+    /// subscription, resource groups, services).
+    pub alerted: &'a [Alerted],
 }
 
 /// The event an anomaly's new state raises, given what was told before.
@@ -710,12 +758,7 @@ pub fn event_for(
                 &anomaly.episode,
                 &ctx.settings.alert_policy(),
             );
-            let covered = anomaly.level != Level::Subscription
-                && ctx.alerted_parents.iter().any(|(s, e, dir)| {
-                    *dir == anomaly.episode.direction
-                        && *s <= anomaly.episode.end
-                        && anomaly.episode.start <= *e
-                });
+            let covered = ctx.alerted.iter().any(|a| a.covers(anomaly));
             (recent && material && !covered).then_some(AnomalyStatus::New)
         }
     }
@@ -781,18 +824,31 @@ pub fn anomaly_event(
     )
 }
 
+/// The watched series an episode change belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesRef<'a> {
+    pub workspace: WorkspaceId,
+    pub subscription: &'a str,
+    pub level: Level,
+    pub value: &'a str,
+    pub currency: &'a str,
+}
+
 /// Applies one episode change to the stored anomalies of its series: the anomaly to write (new
-/// state, root cause recomputed) for each change. `stored` is looked up by episode id.
+/// state, root cause recomputed). `stored` is looked up by anomaly id.
 pub fn apply_change(
-    workspace: WorkspaceId,
-    subscription: &str,
-    level: Level,
-    value: &str,
-    currency: &str,
+    series: SeriesRef<'_>,
     change: &EpisodeChange,
     stored: &BTreeMap<Uuid, Anomaly>,
     costs: &SubscriptionCosts,
 ) -> Option<Anomaly> {
+    let SeriesRef {
+        workspace,
+        subscription,
+        level,
+        value,
+        currency,
+    } = series;
     match change {
         EpisodeChange::Opened(e) | EpisodeChange::Updated(e) | EpisodeChange::Closed(e) => {
             let id = anomaly_id(workspace, &e.id.series, e.id.opened_on);
@@ -970,7 +1026,7 @@ mod tests {
         let ctx = AlertContext {
             settings: &settings,
             latest_day: d(30),
-            alerted_parents: &[],
+            alerted: &[],
         };
         let mut a = anomaly(Level::Subscription, episode(d(29), 500.0, 100.0));
         assert_eq!(event_for(&a, None, &ctx), Some(AnomalyStatus::New));
@@ -1010,12 +1066,39 @@ mod tests {
         });
         assert_eq!(event_for(&expected, Some(told), &ctx), None);
         // A child covered by an alerted subscription episode is stored, not told again.
-        let parents = [(d(29), d(29), Direction::Up)];
+        let parent = anomaly(Level::Subscription, episode(d(29), 500.0, 100.0));
+        let parents = [Alerted::of(&parent)];
         let covered = AlertContext {
-            alerted_parents: &parents,
+            alerted: &parents,
             ..ctx
         };
         let child = anomaly(Level::Service, episode(d(29), 500.0, 100.0));
         assert_eq!(event_for(&child, None, &covered), None);
+        // A service anomaly repeats a resource group's alert only when one resource is behind both.
+        let cause = |key: &str| RootCauses {
+            by: [(
+                "resource".to_owned(),
+                vec![Cause {
+                    key: key.to_owned(),
+                    label: key.to_owned(),
+                    share: 1.0,
+                    impact: Micros(400_000_000),
+                }],
+            )]
+            .into(),
+        };
+        let mut group = anomaly(Level::ResourceGroup, episode(d(29), 500.0, 100.0));
+        group.causes = cause("vm-1");
+        let groups = [Alerted::of(&group)];
+        let by_group = AlertContext {
+            alerted: &groups,
+            ..ctx
+        };
+        let mut same = anomaly(Level::Service, episode(d(29), 500.0, 100.0));
+        same.causes = cause("vm-1");
+        assert_eq!(event_for(&same, None, &by_group), None);
+        let mut other = anomaly(Level::Service, episode(d(29), 500.0, 100.0));
+        other.causes = cause("db-2");
+        assert_eq!(event_for(&other, None, &by_group), Some(AnomalyStatus::New));
     }
 }

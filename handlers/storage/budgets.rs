@@ -90,7 +90,7 @@ impl BudgetStore for TableBudgetStore {
         for row in rows {
             out.extend(decode(row)?);
         }
-        out.sort_by(|a, b| a.value.created_at.cmp(&b.value.created_at));
+        out.sort_by_key(|a| a.value.created_at);
         Ok(out)
     }
 

@@ -21,7 +21,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::app::AppState;
 use crate::domain::anomalies::{
-    self, AlertContext, Anomaly, CostPoint, Level, Notified, SubscriptionCosts, event_for,
+    self, AlertContext, Alerted, Anomaly, CostPoint, Level, Notified, SubscriptionCosts, event_for,
     series_key,
 };
 use crate::domain::costs::{Metric, View};
@@ -164,13 +164,14 @@ pub async fn detect(
         .filter(|a| a.subscription == subscription)
         .map(|a| (a.id, a))
         .collect();
-    let mut alerted_parents: Vec<_> = stored
+    let mut alerted: Vec<Alerted> = stored
         .values()
-        .filter(|a| a.level == Level::Subscription && a.notified.is_some())
-        .map(|a| (a.episode.start, a.episode.end, a.episode.direction))
+        .filter(|a| a.notified.is_some() && a.state != anomalies::State::Retracted)
+        .map(Alerted::of)
         .collect();
 
-    // Subscriptions first, so a child covered by an alerted subscription episode is known as such.
+    // Subscriptions first, then resource groups, then services: an anomaly covered by an alerted
+    // one of a more general level is known as such when its turn comes.
     let mut series = costs.series(&settings.dimensions, last);
     series.sort_by_key(|(level, _, _)| *level);
     let config = settings.detector();
@@ -207,11 +208,13 @@ pub async fn detect(
         );
         for change in &changes {
             let Some(mut anomaly) = anomalies::apply_change(
-                workspace,
-                subscription,
-                level,
-                &value,
-                &currency,
+                anomalies::SeriesRef {
+                    workspace,
+                    subscription,
+                    level,
+                    value: &value,
+                    currency: &currency,
+                },
                 change,
                 &stored,
                 &costs,
@@ -221,7 +224,7 @@ pub async fn detect(
             let ctx = AlertContext {
                 settings: &settings,
                 latest_day: last,
-                alerted_parents: &alerted_parents,
+                alerted: &alerted,
             };
             let event = event_for(&anomaly, anomaly.notified, &ctx);
             if let Some(status) = event {
@@ -240,14 +243,8 @@ pub async fn detect(
                 });
                 summary.events += 1;
             }
-            if level == Level::Subscription
-                && (event == Some(AnomalyStatus::New) || anomaly.notified.is_some())
-            {
-                alerted_parents.push((
-                    anomaly.episode.start,
-                    anomaly.episode.end,
-                    anomaly.episode.direction,
-                ));
+            if event == Some(AnomalyStatus::New) {
+                alerted.push(Alerted::of(&anomaly));
             }
             state.anomalies().save(workspace, &anomaly).await?;
             summary.changed += 1;

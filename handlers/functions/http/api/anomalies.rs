@@ -14,10 +14,12 @@ use uuid::Uuid;
 use super::context::{JsonBody, Scoped, audit, decode_cursor, encode_cursor, page_limit};
 use crate::app::AppState;
 use crate::domain::anomalies::{
-    AnalyticsSettings, Anomaly, Feedback, Level, State as AnomalyState, Verdict, micros,
+    AnalyticsSettings, Anomaly, Feedback, Level, Notified, State as AnomalyState, Verdict,
+    anomaly_event, micros,
 };
 use crate::domain::audit::Change;
 use crate::domain::costs::Micros;
+use crate::domain::events::AnomalyStatus;
 use crate::domain::store::StoreError;
 use crate::error::{Error, Result};
 use sixpence_analytics::Sensitivity;
@@ -463,8 +465,9 @@ pub async fn get(
 }
 
 /// Says what an anomaly was: `expected` (planned), `resolved`, or `notAnomaly`. Any verdict stops
-/// further alerts for this anomaly (a later, separate anomaly of the same series alerts as usual).
-/// Analyst or above; audited.
+/// further alerts for this anomaly (a later, separate anomaly of the same series alerts as usual);
+/// `resolved` on an anomaly people were told of tells them it was resolved. Analyst or above;
+/// audited.
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/anomalies/{anomalyId}/feedback", tag = "anomalies",
     params(("id" = String, Path, description = "Workspace id"), ("anomalyId" = String, Path, description = "Anomaly id")),
     request_body = FeedbackRequest,
@@ -522,6 +525,25 @@ pub async fn feedback(
     );
     let mut anomaly = found.value;
     anomaly.feedback = Some(feedback);
+    // People told of it hear that it was resolved (once: the dedupe key is its revision's).
+    if verdict == Verdict::Resolved
+        && anomaly
+            .notified
+            .is_some_and(|n| n.status != AnomalyStatus::Resolved)
+    {
+        let event = anomaly_event(
+            workspace,
+            &anomaly,
+            AnomalyStatus::Resolved,
+            OffsetDateTime::now_utc(),
+        );
+        state.events().raise(&event).await?;
+        anomaly.notified = Some(Notified {
+            status: AnomalyStatus::Resolved,
+            revision: anomaly.episode.revision,
+        });
+        state.anomalies().save(workspace, &anomaly).await?;
+    }
     Ok(Json(view(&anomaly)))
 }
 
