@@ -222,6 +222,34 @@ async fn a_sync_then_detection_finds_the_spike_with_its_cause_once_and_feedback_
         w.take_events().await.is_empty(),
         "a redelivery raises nothing"
     );
+    // The next night re-reads only the last days (the ones Azure restates): they are the same
+    // anomalies, not new ones.
+    let mut nightly: Value = serde_json::from_str(&message).expect("message JSON");
+    let days = nightly["days"].as_array().expect("days").clone();
+    nightly["days"] = Value::Array(days[days.len() - 5..].to_vec());
+    nightly["run"] = json!(uuid::Uuid::new_v4());
+    w.detect(&nightly.to_string()).await;
+    assert_eq!(w.anomalies("").await, listed);
+    assert!(
+        w.take_events().await.is_empty(),
+        "re-reading the last days raises nothing"
+    );
+    // A message this binary cannot read fails every attempt (so the host poisons it), saying why.
+    let mut unknown: Value = serde_json::from_str(&message).expect("message JSON");
+    unknown["version"] = json!(2);
+    let response = w
+        .app
+        .invoke("anomaly-detect", queue_envelope(&unknown.to_string()))
+        .await;
+    assert_eq!(response.status(), 500);
+    let answer: Value = response.json().await.expect("json");
+    assert!(
+        answer["Logs"][0]
+            .as_str()
+            .is_some_and(|l| l.contains("anomaly-detect message version 2")),
+        "{answer}"
+    );
+    assert_eq!(w.anomalies("").await, listed);
 
     // Filters.
     let id = found[0]["id"].clone();
