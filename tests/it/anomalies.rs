@@ -83,6 +83,29 @@ impl Costs {
         got.remove(0).text.expect("text")
     }
 
+    /// Changes the stored anomaly as a restatement would look to the next detection (its first
+    /// day's score differs from what the detector finds now) and marks it told as new, so that
+    /// detection must update it and decide again whether to tell.
+    async fn restate(&self, id: &str) {
+        use sixpence::domain::anomalies::{AnomalyStore, Notified};
+        let store = sixpence::storage::anomalies::TableAnomalyStore::new(self.storage.clone());
+        let workspace =
+            sixpence::domain::tenancy::WorkspaceId::parse(&self.workspace).expect("workspace");
+        let id = uuid::Uuid::parse_str(id).expect("anomaly id");
+        let mut anomaly = store
+            .get(workspace, id)
+            .await
+            .expect("read")
+            .expect("stored")
+            .value;
+        anomaly.episode.days[0].score += 1.0;
+        anomaly.notified = Some(Notified {
+            status: sixpence::domain::events::AnomalyStatus::New,
+            revision: anomaly.episode.revision,
+        });
+        store.save(workspace, &anomaly).await.expect("saved");
+    }
+
     async fn detect(&self, message: &str) {
         let response = self
             .app
@@ -281,7 +304,20 @@ async fn a_sync_then_detection_finds_the_spike_with_its_cause_once_and_feedback_
         answer.assert_problem(400, Some("invalid-request"));
     }
 
-    // Feedback: recorded, shown, audited once.
+    // A restated day of the alerted anomaly is told (its end, or its update)...
+    let alerted = event["kind"]["anomaly"]
+        .as_str()
+        .expect("anomaly")
+        .to_owned();
+    w.restate(&alerted).await;
+    w.detect(&message).await;
+    let told = w.take_events().await;
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert_eq!(told[0]["event"]["kind"]["anomaly"], alerted.as_str());
+    assert_ne!(told[0]["event"]["kind"]["status"], "new");
+
+    // Feedback: recorded, shown, audited once; the anomaly stops alerting.
+    let id = json!(alerted);
     let before = w.app.audit_records(&w.owner, &w.workspace).await.len();
     let answer = w
         .app
@@ -306,12 +342,26 @@ async fn a_sync_then_detection_finds_the_spike_with_its_cause_once_and_feedback_
         records[0]["changes"],
         json!([{"field": "feedback", "from": null, "to": "expected"}])
     );
-    // Detection again keeps the feedback and raises nothing.
+    // Detection again keeps the feedback; the same restatement now updates it without a word.
+    let revision = |list: &[Value]| {
+        list.iter().find(|a| a["id"] == id).expect("still listed")["revision"]
+            .as_u64()
+            .expect("revision")
+    };
+    let first = revision(&w.anomalies("").await);
+    w.restate(&alerted).await;
     w.detect(&message).await;
     let after = w.anomalies("").await;
     let kept = after.iter().find(|a| a["id"] == id).expect("still listed");
     assert_eq!(kept["feedback"]["verdict"], "expected");
-    assert!(w.take_events().await.is_empty());
+    assert!(
+        revision(&after) > first,
+        "the anomaly was updated: {kept:#}"
+    );
+    assert!(
+        w.take_events().await.is_empty(),
+        "expected spend is not alerted"
+    );
     let unknown = w
         .app
         .call(
