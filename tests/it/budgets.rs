@@ -99,6 +99,53 @@ async fn a_budget_crossing_is_told_once_per_threshold_per_period_even_after_re_r
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["id"].as_str().expect("id").to_owned();
 
+    // Two more budgets, to see scopes at work: one resource group, and a tag nothing carries.
+    let groups = w
+        .sim
+        .ground_truth_cost_by(
+            &w.subscriptions[0],
+            month_start,
+            last,
+            Metric::ActualCost,
+            "ResourceGroupName",
+        )
+        .expect("subscription");
+    // Azure reports one group in several casings; a budget's resource groups ignore case.
+    let mut by_group: std::collections::BTreeMap<String, i64> = Default::default();
+    for (k, m) in &groups {
+        if !k.is_empty() {
+            *by_group.entry(k.to_ascii_lowercase()).or_insert(0) += m.units() * 100;
+        }
+    }
+    let (group, group_spent) = by_group
+        .into_iter()
+        .max_by_key(|(_, m)| *m)
+        .expect("a resource group spends");
+    let mut scoped = Vec::new();
+    for scope in [
+        json!({"resourceGroups": [group.to_ascii_uppercase()]}),
+        json!({"tags": [{"key": "no-such-tag", "value": null}]}),
+    ] {
+        let created = w
+            .app
+            .call(
+                "POST",
+                &format!("/api/v1/workspaces/{}/budgets", w.workspace),
+            )
+            .auth(Some(&w.owner))
+            .json(&json!({
+                "name": "Scoped",
+                "amount": "1000000",
+                "period": "monthly",
+                "scope": scope,
+                "thresholds": [{"percent": 1000, "basis": "actual"}],
+            }))
+            .send()
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        scoped.push(created.body["id"].as_str().expect("id").to_owned());
+    }
+
     let message = w.budget_message().await;
     w.check_budgets(&message).await;
     let events = w.budget_events().await;
@@ -139,6 +186,19 @@ async fn a_budget_crossing_is_told_once_per_threshold_per_period_even_after_re_r
     assert!(micros(status["burnRate"].as_str().expect("burn")) > 0);
     let forecast = micros(status["forecast"].as_str().expect("forecast"));
     assert!(forecast >= spent, "{status:#}");
+
+    let status_of = |id: String| {
+        let app = &w.app;
+        let owner = w.owner.clone();
+        let path = format!("/api/v1/workspaces/{}/budgets/{id}", w.workspace);
+        async move {
+            let read = app.get_as(&owner, &path).await;
+            assert_eq!(read.status, 200, "{}", read.text);
+            micros(read.body["status"]["actual"].as_str().expect("actual"))
+        }
+    };
+    assert_eq!(status_of(scoped[0].clone()).await, group_spent, "{group}");
+    assert_eq!(status_of(scoped[1].clone()).await, 0);
 
     // Re-running, and the next sync's check, tell nothing more this period.
     w.check_budgets(&message).await;
@@ -207,5 +267,11 @@ async fn a_budget_crossing_is_told_once_per_threshold_per_period_even_after_re_r
             &format!("/api/v1/workspaces/{}/budgets", w.workspace),
         )
         .await;
-    assert_eq!(listed.body["items"], json!([]));
+    let names: Vec<&str> = listed.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|b| b["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["Scoped", "Scoped"]);
 }
