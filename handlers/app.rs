@@ -37,6 +37,10 @@ struct Inner {
     inventory: Arc<dyn InventoryStore>,
     recommendations: Arc<dyn RecommendationStore>,
     billing: Arc<crate::billing::BillingService>,
+    anomalies: Arc<dyn crate::domain::anomalies::AnomalyStore>,
+    budgets: Arc<dyn crate::domain::budgets::BudgetStore>,
+    /// Where producers raise events for delivery.
+    events: Arc<dyn crate::domain::events::EventSink>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -86,6 +90,13 @@ impl AppState {
             settings.stripe_plans.clone(),
             settings.free_subscriptions,
         ));
+        let anomalies = Arc::new(crate::storage::anomalies::TableAnomalyStore::new(
+            storage.clone(),
+        ));
+        let budgets = Arc::new(crate::storage::budgets::TableBudgetStore::new(
+            storage.clone(),
+        ));
+        let events = Arc::new(crate::storage::events::QueueEventSink::new(storage.clone()));
         Self(Arc::new(Inner {
             settings,
             storage,
@@ -100,6 +111,9 @@ impl AppState {
             inventory,
             recommendations,
             billing,
+            anomalies,
+            budgets,
+            events,
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
@@ -160,6 +174,18 @@ impl AppState {
 
     pub fn billing(&self) -> &crate::billing::BillingService {
         &self.0.billing
+    }
+
+    pub fn anomalies(&self) -> &dyn crate::domain::anomalies::AnomalyStore {
+        self.0.anomalies.as_ref()
+    }
+
+    pub fn budgets(&self) -> &dyn crate::domain::budgets::BudgetStore {
+        self.0.budgets.as_ref()
+    }
+
+    pub fn events(&self) -> &dyn crate::domain::events::EventSink {
+        self.0.events.as_ref()
     }
 
     pub fn limits(&self) -> &RateLimits {

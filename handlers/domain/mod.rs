@@ -4,8 +4,10 @@
 //! storage adapters in `crate::storage` and the Azure clients implement these traits, and the function
 //! modules in `crate::functions` translate triggers into calls here.
 
+pub mod anomalies;
 pub mod audit;
 pub mod billing;
+pub mod budgets;
 pub mod connections;
 pub mod costs;
 pub mod events;

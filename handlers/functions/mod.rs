@@ -68,6 +68,8 @@ pub const REGISTRY: &[FunctionDef] = &[
     queue::queue_probe::FUNCTION,
     queue::connection_check::FUNCTION,
     queue::cost_sync::FUNCTION,
+    queue::anomaly_detect::FUNCTION,
+    queue::budget_check::FUNCTION,
 ];
 
 /// Looks a function up by its name.

@@ -24,10 +24,12 @@
 //! The resource names the application uses are listed in [`names`]; [`names::ensure_all`] creates them
 //! idempotently at start-up.
 
+pub mod anomalies;
 pub mod audit;
 pub mod azure_connections;
 pub mod billing;
 pub mod blob;
+pub mod budgets;
 pub mod connection;
 pub mod costs;
 pub mod events;

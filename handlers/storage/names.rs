@@ -60,6 +60,15 @@ pub const RETAINED_TABLES: &[&str] = &[
     STRIPE_EVENTS_TABLE,
     STRIPE_CUSTOMERS_TABLE,
 ];
+/// Detected anomalies (episodes with root cause, alert state and feedback), one partition per
+/// workspace (`storage::anomalies`).
+pub const ANOMALIES_TABLE: &str = "anomalies";
+/// Per-workspace analytics settings, one partition per workspace (`storage::anomalies`).
+pub const ANALYTICS_TABLE: &str = "analytics";
+
+/// Budgets, their last evaluation and the threshold crossings told, one partition per workspace
+/// (`storage::budgets`).
+pub const BUDGETS_TABLE: &str = "budgets";
 
 /// Tables.
 pub const TABLES: &[&str] = &[
@@ -78,6 +87,9 @@ pub const TABLES: &[&str] = &[
     BILLING_TABLE,
     STRIPE_EVENTS_TABLE,
     STRIPE_CUSTOMERS_TABLE,
+    ANOMALIES_TABLE,
+    ANALYTICS_TABLE,
+    BUDGETS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.
@@ -86,9 +98,9 @@ pub const EVENTS_QUEUE: &str = "events";
 /// One message per subscription to sync (`functions::timer::sync_scheduler::CostSyncMessage`).
 pub const COST_SYNC_QUEUE: &str = "cost-sync";
 
-/// Days whose costs a sync changed, for anomaly detection (consumer: a later issue).
+/// Days whose costs a sync changed, for anomaly detection (`functions::queue::anomaly_detect`).
 pub const ANOMALY_DETECT_QUEUE: &str = "anomaly-detect";
-/// Days whose costs a sync changed, for budget evaluation (consumer: a later issue).
+/// Days whose costs a sync changed, for budget evaluation (`functions::queue::budget_check`).
 pub const BUDGET_CHECK_QUEUE: &str = "budget-check";
 
 /// Queues.

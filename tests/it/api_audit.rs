@@ -27,6 +27,7 @@ fn case(
     cast: &Cast,
     old_name: &str,
     sim: &sixpence_azure_sim::Credentials,
+    seeded: Option<&str>,
 ) -> Case {
     let (a, viewer, invitation) = (&cast.a, &cast.viewer.id, &cast.invitation);
     let connection = &cast.connection;
@@ -194,6 +195,73 @@ fn case(
                 json!([]),
             )
         },
+        ("POST", "/api/v1/workspaces/{id}/anomalies/{anomalyId}/feedback") => {
+            let anomaly = seeded.expect("an anomaly is seeded for the feedback route");
+            Case {
+                target: Some(format!("anomaly/{anomaly}")),
+                ..case(
+                    format!("/api/v1/workspaces/{a}/anomalies/{anomaly}/feedback"),
+                    Some(json!({"verdict": "notAnomaly"})),
+                    &cast.analyst,
+                    json!([{"field": "feedback", "from": null, "to": "notAnomaly"}]),
+                )
+            }
+        }
+        ("PUT", "/api/v1/workspaces/{id}/analytics-settings") => Case {
+            target: Some(format!("workspace/{a}/analytics-settings")),
+            ..case(
+                format!("/api/v1/workspaces/{a}/analytics-settings"),
+                Some(json!({
+                    "sensitivity": "high",
+                    "minImpact": "25",
+                    "minImpactPercent": 10.0,
+                    "dimensions": ["subscription", "resourceGroup", "service"],
+                })),
+                &owner,
+                json!([
+                    {"field": "sensitivity", "from": "medium", "to": "high"},
+                    {"field": "minImpact", "from": "10.000000", "to": "25.000000"}
+                ]),
+            )
+        },
+        ("POST", "/api/v1/workspaces/{id}/budgets") => case(
+            format!("/api/v1/workspaces/{a}/budgets"),
+            Some(budget_body("Audited", "1000")),
+            &cast.analyst,
+            json!([{"field": "budget", "from": null, "to": "Audited 1000.000000 monthly [80%actual,100%forecast]"}]),
+        ),
+        ("PUT", "/api/v1/workspaces/{id}/budgets/{budgetId}") => {
+            let budget = seeded.expect("a budget is seeded for this route");
+            Case {
+                target: Some(format!("budget/{budget}")),
+                ..case(
+                    format!("/api/v1/workspaces/{a}/budgets/{budget}"),
+                    Some(budget_body("Seeded", "2500.5")),
+                    &cast.analyst,
+                    json!([{
+                        "field": "budget",
+                        "from": "Seeded 1000.000000 monthly [80%actual,100%forecast]",
+                        "to": "Seeded 2500.500000 monthly [80%actual,100%forecast]"
+                    }]),
+                )
+            }
+        }
+        ("DELETE", "/api/v1/workspaces/{id}/budgets/{budgetId}") => {
+            let budget = seeded.expect("a budget is seeded for this route");
+            Case {
+                target: Some(format!("budget/{budget}")),
+                ..case(
+                    format!("/api/v1/workspaces/{a}/budgets/{budget}"),
+                    None,
+                    &cast.analyst,
+                    json!([{
+                        "field": "budget",
+                        "from": "Seeded 1000.000000 monthly [80%actual,100%forecast]",
+                        "to": null
+                    }]),
+                )
+            }
+        }
         (method, path) => panic!(
             "{method} {path} changes state but is not described in api_audit::case: say who makes a \
              successful call and what its audit record's `changes` are"
@@ -224,7 +292,28 @@ async fn every_state_changing_route_writes_exactly_one_record() {
             .as_str()
             .expect("name")
             .to_owned();
-        let case = case(&spec, &cast, &old_name, &app.sim.credentials(0));
+        // Routes about one anomaly or budget need one to exist (made outside the audited call).
+        let seeded = if spec.path.contains("{anomalyId}") {
+            Some(crate::anomalies::seed_anomaly(&app, &cast.a).await)
+        } else if spec.path.contains("{budgetId}") {
+            let created = app
+                .call("POST", &format!("/api/v1/workspaces/{}/budgets", cast.a))
+                .auth(Some(&owner))
+                .json(&budget_body("Seeded", "1000"))
+                .send()
+                .await;
+            assert_eq!(created.status, 201, "{}", created.text);
+            Some(created.body["id"].as_str().expect("id").to_owned())
+        } else {
+            None
+        };
+        let case = case(
+            &spec,
+            &cast,
+            &old_name,
+            &app.sim.credentials(0),
+            seeded.as_deref(),
+        );
         let before = match &case.workspace {
             Some(ws) => app.audit_records(&owner, ws).await,
             None => Vec::new(),
@@ -273,6 +362,15 @@ async fn every_state_changing_route_writes_exactly_one_record() {
     }
 }
 
+fn budget_body(name: &str, amount: &str) -> Value {
+    json!({
+        "name": name,
+        "amount": amount,
+        "period": "monthly",
+        "thresholds": [{"percent": 80, "basis": "actual"}, {"percent": 100, "basis": "forecast"}],
+    })
+}
+
 fn body_for(spec: &RouteSpec) -> Option<Value> {
     match spec.method {
         "PATCH" if spec.path.ends_with("{userId}") => Some(json!({"role": "admin"})),
@@ -289,6 +387,8 @@ fn concrete(spec: &RouteSpec, cast: &Cast) -> String {
         .replace("{id}", &cast.a)
         .replace("{userId}", &cast.analyst.id)
         .replace("{invitationId}", &cast.invitation)
+        .replace("{anomalyId}", "00000000-0000-4000-8000-000000000000")
+        .replace("{budgetId}", "00000000-0000-4000-8000-000000000000")
 }
 
 #[tokio::test]

@@ -372,7 +372,8 @@ async fn unknown_routes_and_methods_are_problems() {
     let id = app.create_workspace(&owner, "Routes").await;
     for path in [
         "/api/v1/unknown".to_owned(),
-        format!("/api/v1/workspaces/{id}/budgets"),
+        // A plausible resource under a workspace that the API does not have.
+        format!("/api/v1/workspaces/{id}/no-such-resource"),
     ] {
         app.call("GET", &path)
             .auth(Some(&owner))

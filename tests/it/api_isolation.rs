@@ -68,6 +68,8 @@ impl Who {
 
 const WS: &str = "/api/v1/workspaces/{id}";
 const LEAVE: &str = "/api/v1/workspaces/{id}/leave";
+/// An anomaly id no workspace has.
+const NO_ANOMALY: &str = "00000000-0000-4000-8000-000000000000";
 
 /// The permission each route must declare (pinned here, so loosening one is a reviewed change to this
 /// test), what an authorised call answers, and the body it sends. Every route must be classified:
@@ -161,6 +163,53 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             400,
             Some(json!({ "returnUrl": "http://not-https.example/" })),
         ),
+        ("GET", "/api/v1/workspaces/{id}/anomalies") => (Read, 200, None),
+        // The matrix's workspace has no anomaly: a member learns that (404), others are stopped first.
+        ("GET", "/api/v1/workspaces/{id}/anomalies/{anomalyId}") => (Read, 404, None),
+        ("POST", "/api/v1/workspaces/{id}/anomalies/{anomalyId}/feedback") => (
+            Permission::Analyse,
+            404,
+            Some(json!({ "verdict": "expected" })),
+        ),
+        ("GET", "/api/v1/workspaces/{id}/analytics-settings") => (Read, 200, None),
+        ("GET", "/api/v1/workspaces/{id}/budgets") => (Read, 200, None),
+        ("POST", "/api/v1/workspaces/{id}/budgets") => (
+            Permission::Analyse,
+            201,
+            Some(json!({
+                "name": format!("Budget {unique}"),
+                "amount": "1000",
+                "period": "monthly",
+                "thresholds": [{"percent": 80, "basis": "actual"}],
+            })),
+        ),
+        // The matrix's workspace has no such budget: a member learns that (404).
+        ("GET", "/api/v1/workspaces/{id}/budgets/{budgetId}") => (Read, 404, None),
+        ("PUT", "/api/v1/workspaces/{id}/budgets/{budgetId}") => (
+            Permission::Analyse,
+            404,
+            Some(json!({
+                "name": "Renamed",
+                "amount": "1000",
+                "period": "monthly",
+                "thresholds": [{"percent": 80, "basis": "actual"}],
+            })),
+        ),
+        ("DELETE", "/api/v1/workspaces/{id}/budgets/{budgetId}") => {
+            (Permission::Analyse, 404, None)
+        }
+        // Nothing synced: the forecast is all zeros, still a forecast.
+        ("GET", "/api/v1/workspaces/{id}/forecast") => (Read, 200, None),
+        ("PUT", "/api/v1/workspaces/{id}/analytics-settings") => (
+            Administer,
+            200,
+            Some(json!({
+                "sensitivity": "medium",
+                "minImpact": "10",
+                "minImpactPercent": 10.0,
+                "dimensions": ["subscription", "resourceGroup", "service"],
+            })),
+        ),
         (method, path) => panic!(
             "{method} {path} is not classified in api_isolation::classify: declare who may call it, \
              what an authorised call answers and the body it needs, so the permission matrix covers it"
@@ -233,7 +282,9 @@ fn path_for(spec: &RouteSpec, cast: &Cast) -> String {
         .replace("{id}", &cast.a)
         .replace("{userId}", &cast.viewer.id)
         .replace("{invitationId}", &cast.invitation)
-        .replace("{connectionId}", &cast.connection);
+        .replace("{connectionId}", &cast.connection)
+        .replace("{anomalyId}", NO_ANOMALY)
+        .replace("{budgetId}", NO_ANOMALY);
     assert!(
         !path.contains('{'),
         "{} {}: a path parameter this test does not know; substitute it in api_isolation::path_for",

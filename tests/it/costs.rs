@@ -15,21 +15,21 @@ use sixpence_testkit::Azurite;
 use crate::connections::queue_envelope;
 use crate::support::{TestApp, settings, spawn_app_with, token};
 
-struct Costs {
-    app: TestApp,
-    sim: Arc<SimTenant>,
-    storage: Storage,
-    owner: String,
-    workspace: String,
-    connection: String,
-    subscriptions: Vec<String>,
+pub(crate) struct Costs {
+    pub(crate) app: TestApp,
+    pub(crate) sim: Arc<SimTenant>,
+    pub(crate) storage: Storage,
+    pub(crate) owner: String,
+    pub(crate) workspace: String,
+    pub(crate) connection: String,
+    pub(crate) subscriptions: Vec<String>,
 }
 
 /// An app whose Azure is a small simulated tenant, one connection, `subscriptions` chosen. The
 /// simulator enforces no quota, but the app still paces at the documented 60 QPU a minute, so a
 /// backfill (84 QPU) takes about 90 s: tests use few subscriptions, and each its own seed, so their
 /// tenants (and the process-wide per-tenant pacers) differ and tests do not wait for each other.
-async fn costs_world(seed: u64, subscriptions: usize) -> Costs {
+pub(crate) async fn costs_world(seed: u64, subscriptions: usize) -> Costs {
     let azurite = Arc::new(Azurite::start().await.expect("Azurite starts"));
     let storage = Storage::connect(
         &StorageConnection::parse_connection_string(azurite.connection_string())
@@ -112,7 +112,7 @@ impl Costs {
         .to_string()
     }
 
-    async fn sync(&self, subscription: &str) -> u16 {
+    pub(crate) async fn sync(&self, subscription: &str) -> u16 {
         let response = self
             .app
             .invoke("cost-sync", queue_envelope(&self.message(subscription)))
@@ -126,7 +126,7 @@ impl Costs {
         status
     }
 
-    async fn sync_all(&self) {
+    pub(crate) async fn sync_all(&self) {
         for sub in &self.subscriptions {
             assert_eq!(self.sync(sub).await, 200, "sync of {sub}");
         }

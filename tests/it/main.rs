@@ -1,6 +1,7 @@
 //! Integration tests: one binary (so Cargo links once), one module per area. Storage tests run against
 //! a real Azurite that the harness starts (installed from npm through the committed package.json).
 
+mod anomalies;
 mod api_audit;
 mod api_conventions;
 mod api_isolation;
@@ -8,6 +9,7 @@ mod api_openapi;
 mod api_smoke;
 mod app;
 mod billing;
+mod budgets;
 mod connections;
 mod connections_leak;
 mod costs;

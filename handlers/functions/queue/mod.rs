@@ -1,5 +1,7 @@
 //! Queue functions: one message, one idempotent unit of work.
 
+pub mod anomaly_detect;
+pub mod budget_check;
 pub mod connection_check;
 pub mod cost_sync;
 pub mod queue_probe;

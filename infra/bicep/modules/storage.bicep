@@ -40,6 +40,9 @@ var tableNames = [
   'billing'
   'stripeevents'
   'stripecustomers'
+  'anomalies'
+  'analytics'
+  'budgets'
 ]
 
 var containerNames = [

@@ -6,8 +6,10 @@
 //! audit trail, the OpenAPI document and the isolation tests are all driven by that one table, so a
 //! route cannot exist without a declared permission.
 
+pub mod anomalies;
 pub mod audit_log;
 pub mod billing;
+pub mod budgets;
 pub mod connections;
 pub mod context;
 pub mod costs;
@@ -360,6 +362,94 @@ pub fn routes() -> Vec<ApiRoute> {
             Some("billing.portal.open"),
             false,
             billing::portal,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/anomalies",
+            Read,
+            None,
+            false,
+            anomalies::list,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/anomalies/{anomalyId}",
+            Read,
+            None,
+            false,
+            anomalies::get,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/anomalies/{anomalyId}/feedback",
+            Analyse,
+            Some("anomaly.feedback"),
+            false,
+            anomalies::feedback,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/analytics-settings",
+            Read,
+            None,
+            false,
+            anomalies::get_settings,
+        ),
+        route(
+            "PUT",
+            "/api/v1/workspaces/{id}/analytics-settings",
+            Administer,
+            Some("analytics.settings.update"),
+            false,
+            anomalies::put_settings,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/budgets",
+            Read,
+            None,
+            false,
+            budgets::list,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/budgets",
+            Analyse,
+            Some("budget.create"),
+            true,
+            budgets::create,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/budgets/{budgetId}",
+            Read,
+            None,
+            false,
+            budgets::get,
+        ),
+        route(
+            "PUT",
+            "/api/v1/workspaces/{id}/budgets/{budgetId}",
+            Analyse,
+            Some("budget.update"),
+            false,
+            budgets::replace,
+        ),
+        route(
+            "DELETE",
+            "/api/v1/workspaces/{id}/budgets/{budgetId}",
+            Analyse,
+            Some("budget.delete"),
+            false,
+            budgets::delete,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/forecast",
+            Read,
+            None,
+            false,
+            budgets::forecast,
         ),
     ]
 }

@@ -16,8 +16,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::{
-    RouteSpec, audit_log, billing, connections, costs, inventory, invitations, members, syncs,
-    workspaces,
+    RouteSpec, anomalies, audit_log, billing, budgets, connections, costs, inventory, invitations,
+    members, syncs, workspaces,
 };
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
@@ -64,6 +64,17 @@ use crate::functions::http::problem::Problem;
         billing::status,
         billing::checkout,
         billing::portal,
+        anomalies::list,
+        anomalies::get,
+        anomalies::feedback,
+        anomalies::get_settings,
+        anomalies::put_settings,
+        budgets::list,
+        budgets::create,
+        budgets::get,
+        budgets::replace,
+        budgets::delete,
+        budgets::forecast,
     ),
     components(schemas(Problem)),
     tags(
@@ -77,6 +88,8 @@ use crate::functions::http::problem::Problem;
         (name = "costs", description = "Synced Azure costs, subscriptions and sync runs"),
         (name = "inventory", description = "Resources and Azure Advisor recommendations of the connected subscriptions, as last synced"),
         (name = "billing", description = "The plan and its limits; Stripe Checkout and the Billing Portal (owners)"),
+        (name = "anomalies", description = "Detected cost anomalies with root causes, analysts' feedback, and the analytics settings"),
+        (name = "budgets", description = "Budgets with thresholds on actual and forecast spend, and period-end forecasts"),
         (name = "meta", description = "This document"),
     )
 )]
