@@ -36,6 +36,7 @@ struct Inner {
     sync_runs: Arc<dyn crate::domain::sync::SyncRunStore>,
     inventory: Arc<dyn InventoryStore>,
     recommendations: Arc<dyn RecommendationStore>,
+    notifier: Arc<crate::notify::Notifier>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -70,7 +71,9 @@ impl AppState {
         let recommendations = Arc::new(crate::storage::inventory::TableRecommendationStore::new(
             storage.clone(),
         ));
+        let notifier = Arc::new(notifier(&settings, &storage, tenancy.clone()));
         Self(Arc::new(Inner {
+            notifier,
             settings,
             storage,
             system,
@@ -141,6 +144,10 @@ impl AppState {
         self.0.recommendations.as_ref()
     }
 
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.0.notifier
+    }
+
     pub fn limits(&self) -> &RateLimits {
         &self.0.limits
     }
@@ -185,6 +192,43 @@ pub fn connection_service(
         audit,
         keyring,
     )
+}
+
+fn keyring(settings: &Settings) -> Option<Arc<crate::secrets::Keyring>> {
+    settings.data_keys.as_ref().and_then(|keys| {
+        crate::secrets::Keyring::parse(keys)
+            .map(Arc::new)
+            .map_err(|err| tracing::error!(error = %err, "data-encryption keyring unusable"))
+            .ok()
+    })
+}
+
+/// The notifications service over this deployment's storage and settings.
+fn notifier(
+    settings: &Settings,
+    storage: &Storage,
+    tenancy: Arc<dyn TenancyStore>,
+) -> crate::notify::Notifier {
+    let webhooks = crate::notify::WebhookClient::new(settings.webhooks.clone())
+        .expect("the webhook HTTP client builds (no I/O happens here)");
+    crate::notify::Notifier::new(
+        storage.clone(),
+        Arc::new(crate::storage::notifications::TableChannelStore::new(
+            storage.clone(),
+        )),
+        Arc::new(crate::storage::notifications::TableDeliveryStore::new(
+            storage.clone(),
+        )),
+        Arc::new(crate::storage::notifications::TableInbox::new(
+            storage.clone(),
+        )),
+        tenancy,
+        webhooks,
+        None,
+        keyring(settings),
+        settings.app_url.clone(),
+    )
+    .with_retry_base(settings.notify_retry_base)
 }
 
 /// The custom handler, bound and ready to serve.

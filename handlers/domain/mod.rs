@@ -10,6 +10,7 @@ pub mod costs;
 pub mod events;
 pub mod idempotency;
 pub mod inventory;
+pub mod notifications;
 pub mod store;
 pub mod sync;
 pub mod system;

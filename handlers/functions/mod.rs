@@ -66,6 +66,8 @@ pub const REGISTRY: &[FunctionDef] = &[
     queue::queue_probe::FUNCTION,
     queue::connection_check::FUNCTION,
     queue::cost_sync::FUNCTION,
+    queue::notify_fanout::FUNCTION,
+    queue::notify::FUNCTION,
 ];
 
 /// Looks a function up by its name.

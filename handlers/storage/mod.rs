@@ -33,6 +33,7 @@ pub mod events;
 pub mod idempotency;
 pub mod inventory;
 pub mod names;
+pub mod notifications;
 pub mod queue;
 mod shared_key;
 pub mod sync_ledger;

@@ -36,6 +36,15 @@ pub const INVENTORY_TABLE: &str = "inventory";
 /// Advisor recommendations per subscription, replaced whole by each sync (`storage::inventory`).
 pub const RECOMMENDATIONS_TABLE: &str = "recommendations";
 
+/// Notification channels (sealed webhook URLs), one partition per workspace (`storage::notifications`).
+pub const CHANNELS_TABLE: &str = "channels";
+/// Delivery records: idempotency, cool-down and the delivery log, one partition per workspace.
+pub const DELIVERIES_TABLE: &str = "deliveries";
+/// In-app notifications, one partition per workspace and user.
+pub const INBOX_TABLE: &str = "inbox";
+/// Events gathered for digests, one partition per workspace, channel and window.
+pub const DIGESTS_TABLE: &str = "digests";
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -49,6 +58,10 @@ pub const TABLES: &[&str] = &[
     COST_MONTHS_TABLE,
     INVENTORY_TABLE,
     RECOMMENDATIONS_TABLE,
+    CHANNELS_TABLE,
+    DELIVERIES_TABLE,
+    INBOX_TABLE,
+    DIGESTS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.
@@ -62,6 +75,12 @@ pub const ANOMALY_DETECT_QUEUE: &str = "anomaly-detect";
 /// Days whose costs a sync changed, for budget evaluation (consumer: a later issue).
 pub const BUDGET_CHECK_QUEUE: &str = "budget-check";
 
+/// One message per (event or digest, channel) to deliver (`functions::queue::notify`).
+pub const NOTIFY_QUEUE: &str = "notifications";
+/// Deliveries given up after the retry budget, with the reason (written by `notify` itself; the
+/// `-poison` twin every queue gets, so not listed in [`QUEUES`]).
+pub const NOTIFY_POISON_QUEUE: &str = "notifications-poison";
+
 /// Queues.
 pub const QUEUES: &[&str] = &[
     COST_SYNC_QUEUE,
@@ -70,6 +89,7 @@ pub const QUEUES: &[&str] = &[
     EVENTS_QUEUE,
     ANOMALY_DETECT_QUEUE,
     BUDGET_CHECK_QUEUE,
+    NOTIFY_QUEUE,
 ];
 
 /// Blob containers.

@@ -53,6 +53,12 @@ param azureArmEndpoint string = 'https://management.azure.com'
 @description('Entra ID authority customers\' service principals sign in at (SIXPENCE_AZURE_AUTHORITY). Change only for a sovereign cloud.')
 param azureAuthority string = 'https://login.microsoftonline.com'
 
+@description('Base URL of the Sixpence web app that notifications link to (SIXPENCE_APP_URL). Empty: messages carry no links.')
+param appUrl string = ''
+
+@description('Extra Slack/Teams webhook hosts customers may use, comma-separated: `host` or `.domain` (SIXPENCE_WEBHOOK_EXTRA_HOSTS). Empty: only the services\' own hosts.')
+param webhookExtraHosts string = ''
+
 @description('Optional secret settings to wire up (each needs its Key Vault secret to exist, or the app sees the unresolved reference text). Allowed: SMTP_URL.')
 param optionalSecrets array = []
 
@@ -153,6 +159,8 @@ var plainSettings = [
   { name: 'CONNECTION_HEALTH_SCHEDULE', value: connectionHealthSchedule }
   { name: 'SIXPENCE_AZURE_ARM_ENDPOINT', value: azureArmEndpoint }
   { name: 'SIXPENCE_AZURE_AUTHORITY', value: azureAuthority }
+  { name: 'SIXPENCE_APP_URL', value: appUrl }
+  { name: 'SIXPENCE_WEBHOOK_EXTRA_HOSTS', value: webhookExtraHosts }
 ]
 
 // Secrets: Key Vault references (the Key Vault secret name is the setting name in lower case with

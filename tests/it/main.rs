@@ -13,6 +13,7 @@ mod costs;
 mod function_specs;
 mod host_contract;
 mod inventory;
+mod notifications;
 mod process;
 mod settings;
 mod storage_blob;

@@ -2,6 +2,8 @@
 
 pub mod connection_check;
 pub mod cost_sync;
+pub mod notify;
+pub mod notify_fanout;
 pub mod queue_probe;
 
 use serde::de::DeserializeOwned;

@@ -36,6 +36,10 @@ var tableNames = [
   'costmonths'
   'inventory'
   'recommendations'
+  'channels'
+  'deliveries'
+  'inbox'
+  'digests'
 ]
 
 var containerNames = [

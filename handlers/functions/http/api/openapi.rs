@@ -16,7 +16,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::{
-    RouteSpec, audit_log, connections, costs, inventory, invitations, members, syncs, workspaces,
+    RouteSpec, audit_log, connections, costs, inventory, invitations, members, notifications,
+    syncs, workspaces,
 };
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
@@ -60,6 +61,16 @@ use crate::functions::http::problem::Problem;
         costs::syncs,
         inventory::resources,
         inventory::recommendations,
+        notifications::list,
+        notifications::create,
+        notifications::get,
+        notifications::update,
+        notifications::delete,
+        notifications::test,
+        notifications::inbox,
+        notifications::mark_all_read,
+        notifications::mark_read,
+        notifications::deliveries,
     ),
     components(schemas(Problem)),
     tags(
@@ -72,6 +83,7 @@ use crate::functions::http::problem::Problem;
         (name = "audit", description = "The append-only audit trail"),
         (name = "costs", description = "Synced Azure costs, subscriptions and sync runs"),
         (name = "inventory", description = "Resources and Azure Advisor recommendations of the connected subscriptions, as last synced"),
+        (name = "notifications", description = "Notification channels (email, Slack, Teams, in-app), your in-app notifications and the delivery log"),
         (name = "meta", description = "This document"),
     )
 )]
