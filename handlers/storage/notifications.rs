@@ -240,7 +240,7 @@ impl DeliveryStore for TableDeliveryStore {
             .iter()
             .map(|e| parse::<DeliveryRecord>(&e.properties.body))
             .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        out.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
         out.truncate(limit);
         Ok(out)
     }

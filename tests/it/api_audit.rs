@@ -459,16 +459,16 @@ async fn the_trail_filters_pages_newest_first_and_cannot_be_edited() {
         .await;
     assert_eq!(changed.status, 200, "{}", changed.text);
 
-    // create + 4 invitations + 3 accepts + a connection and its subscription + rename + role
-    // change.
+    // create + 4 invitations + 3 accepts + a connection and its subscription + an in-app channel
+    // and its test message + rename + role change.
     let all = items(&list(&app, owner, a, "limit=200").await);
-    assert_eq!(all.len(), 12, "{all:#?}");
+    assert_eq!(all.len(), 14, "{all:#?}");
     assert!(
         all.windows(2).all(|w| at(&w[0]) >= at(&w[1])),
         "newest first: {all:#?}"
     );
     assert_eq!(all[0]["action"], "member.role.change");
-    assert_eq!(all[11]["action"], "workspace.create");
+    assert_eq!(all[13]["action"], "workspace.create");
 
     // Pages of three, linked by cursors, add up to the whole trail in the same order.
     let mut paged = Vec::new();

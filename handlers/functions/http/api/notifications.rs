@@ -357,6 +357,7 @@ pub async fn delete(
 #[serde(rename_all = "camelCase")]
 pub struct TestSent {
     /// The test delivery's id; its outcome appears in the delivery log as `test:<id>`.
+    #[schema(example = "8a1c2f4e-0b7d-4c3e-9f6a-5d2e1b0c9a87")]
     pub id: String,
 }
 
@@ -406,12 +407,14 @@ pub struct InboxQuery {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationView {
+    #[schema(example = "8236154399999999-8a1c2f4e0b7d4c3e9f6a5d2e1b0c9a87")]
     pub id: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, example = "critical")]
     pub severity: Severity,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub kind: Option<EventClass>,
+    #[schema(example = "Azure stopped accepting connection Contoso production")]
     pub title: String,
     pub body: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -442,6 +445,7 @@ impl From<InAppNotification> for NotificationView {
 pub struct Inbox {
     pub items: Vec<NotificationView>,
     /// Unread notifications in all.
+    #[schema(example = 3)]
     pub unread: u64,
 }
 
@@ -475,6 +479,7 @@ pub async fn inbox(
 #[serde(rename_all = "camelCase")]
 pub struct MarkedRead {
     /// Notifications newly marked read.
+    #[schema(example = 1)]
     pub marked: u64,
     /// Unread notifications left.
     pub unread: u64,
@@ -529,6 +534,7 @@ pub async fn mark_all_read(
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
+    #[schema(example = "5b7c9e1f-3a2d-4e6b-8c0a-9d1e2f3a4b5c")]
     pub channel: String,
     #[schema(value_type = String)]
     pub channel_kind: ChannelKind,
@@ -537,6 +543,7 @@ pub struct DeliveryView {
     pub event: String,
     pub summary: String,
     /// `sending`, `retrying`, `sent`, `failed` or `suppressed` (told within the cool-down).
+    #[schema(example = "sent")]
     pub status: String,
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
