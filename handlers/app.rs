@@ -229,6 +229,7 @@ fn notifier(
         settings.app_url.clone(),
     )
     .with_retry_base(settings.notify_retry_base)
+    .with_gather(settings.notify_gather)
 }
 
 /// The custom handler, bound and ready to serve.

@@ -325,6 +325,8 @@ pub struct Settings {
     pub webhooks: crate::notify::WebhookPolicy,
     /// The first notification retry's delay. Not an app setting: tests shorten it.
     pub notify_retry_base: std::time::Duration,
+    /// How long anomalies are gathered into one digest. Not an app setting: tests shorten it.
+    pub notify_gather: std::time::Duration,
     /// Settings whose Key Vault reference did not resolve; treated as unset and logged at start-up.
     pub unresolved_key_vault_references: Vec<&'static str>,
 }
@@ -520,6 +522,7 @@ impl Settings {
                 allow_loopback,
             },
             notify_retry_base: crate::domain::notifications::BASE_RETRY_DELAY,
+            notify_gather: crate::domain::notifications::ANOMALY_GATHER,
             unresolved_key_vault_references: unresolved.into_inner(),
         })
     }

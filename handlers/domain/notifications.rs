@@ -222,14 +222,18 @@ pub fn is_digested(channel: &Channel, event: &Event) -> bool {
 pub const ANOMALY_GATHER: Duration = Duration::from_secs(120);
 
 /// The digest window an event received at `now` joins on `channel`: its start, and when it is sent.
-/// Windows are aligned (per UTC day for daily digests, per [`ANOMALY_GATHER`] otherwise), so every
-/// worker computes the same one without talking to the others.
-pub fn digest_window(channel: &Channel, now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
+/// Windows are aligned (per UTC day for daily digests, per `gather`, normally [`ANOMALY_GATHER`],
+/// otherwise), so every worker computes the same one without talking to the others.
+pub fn digest_window(
+    channel: &Channel,
+    now: OffsetDateTime,
+    gather: Duration,
+) -> (OffsetDateTime, OffsetDateTime) {
     let (step, send_after) = match channel.cadence {
         // Sent at 08:00 UTC the next morning.
         Cadence::DailyDigest => (86_400, 86_400 + 8 * 3_600),
         Cadence::Instant => {
-            let step = ANOMALY_GATHER.as_secs() as i64;
+            let step = gather.as_secs().max(1) as i64;
             (step, step)
         }
     };

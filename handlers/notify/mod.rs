@@ -139,6 +139,7 @@ pub struct Notifier {
     keyring: Option<Arc<Keyring>>,
     app_url: Option<String>,
     retry_base: Duration,
+    gather: Duration,
 }
 
 fn seal_context(workspace: WorkspaceId, id: ChannelId) -> SealContext {
@@ -197,7 +198,14 @@ impl Notifier {
             keyring,
             app_url,
             retry_base: rules::BASE_RETRY_DELAY,
+            gather: rules::ANOMALY_GATHER,
         }
+    }
+
+    /// How long anomalies are gathered into one digest on instant channels (tests shorten it).
+    pub fn with_gather(mut self, gather: Duration) -> Self {
+        self.gather = gather.max(Duration::from_secs(1));
+        self
     }
 
     /// The first retry's delay (tests shorten it; production keeps the default).
@@ -434,14 +442,20 @@ impl Notifier {
         let mut fanned = 0;
         for channel in rules::route(event, &channels) {
             if rules::is_digested(channel, event) {
-                // An event close to its window's end joins the next one, so it is stored well
-                // before the window is read (30 s after it closes).
-                let (start, send_at) =
-                    rules::digest_window(channel, now + time::Duration::seconds(15));
+                // An event close to its window's end joins the next one, and the window is read a
+                // grace period after it closes, so every event of the window is stored before it
+                // is read. (Timing-based: a fan-out stalled longer than margin + grace between
+                // computing its window and storing its event would miss the digest; the margin
+                // and grace are seconds against a store write of milliseconds.)
+                let margin = (self.gather / 8).min(Duration::from_secs(15));
+                let grace = (self.gather / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                let (start, send_at) = rules::digest_window(channel, now + margin, self.gather);
                 let window = start.unix_timestamp();
                 let scheduled = self.digests.add(channel.id, window, event).await?;
                 if scheduled {
-                    let delay = (send_at - now).whole_seconds().max(0) as u64 + 30;
+                    let delay = Duration::from_millis(
+                        (send_at - now).whole_milliseconds().max(0) as u64,
+                    ) + grace;
                     self.enqueue(
                         &NotifyMessage {
                             version: NOTIFY_MESSAGE_VERSION,
@@ -449,7 +463,7 @@ impl Notifier {
                             channel: channel.id,
                             delivery: DeliverySource::Digest { window },
                         },
-                        Some(Duration::from_secs(delay)),
+                        Some(delay),
                     )
                     .await?;
                 }

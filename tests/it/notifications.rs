@@ -13,7 +13,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sixpence::domain::events::{Event, EventKind, EventSink, RoleEvent, Severity, SyncEvent};
+use sixpence::domain::costs::Micros;
+use sixpence::domain::events::{
+    AnomalyCause, AnomalyEvent, AnomalyStatus, Event, EventKind, EventSink, RoleEvent, Severity,
+    SyncEvent,
+};
 use sixpence::domain::tenancy::WorkspaceId;
 use sixpence::storage::events::QueueEventSink;
 use sixpence::storage::{Storage, StorageConnection};
@@ -124,6 +128,9 @@ impl Receiver {
     }
 }
 
+/// The anomaly gathering window of the test apps (production: two minutes).
+const GATHER: Duration = Duration::from_secs(6);
+
 pub struct World {
     pub app: TestApp,
     pub storage: Storage,
@@ -143,6 +150,7 @@ pub async fn world() -> World {
     settings.webhooks.allow_loopback = true;
     settings.app_url = Some("https://app.sixpence.test".into());
     settings.notify_retry_base = Duration::from_millis(100);
+    settings.notify_gather = GATHER;
     let app = spawn_app_with(azurite.clone(), settings).await;
     let owner = token("owner@contoso.example");
     let workspace = app.create_workspace(&owner, "Contoso").await;
@@ -527,4 +535,81 @@ async fn webhook_urls_outside_the_services_are_refused() {
         answer.assert_problem(400, None);
         assert!(!answer.text.contains(url), "the URL is not echoed");
     }
+}
+
+pub fn anomaly_event(workspace: WorkspaceId, scope: &str) -> Event {
+    let a = AnomalyEvent {
+        anomaly: Uuid::new_v4(),
+        status: AnomalyStatus::New,
+        scope: scope.to_owned(),
+        first_day: time::macros::date!(2026 - 11 - 21),
+        last_day: time::macros::date!(2026 - 11 - 21),
+        anomaly_kind: "spike".into(),
+        actual: Micros(2_345_670_000),
+        expected: Micros(1_000_000_000),
+        impact: Micros(1_345_670_000),
+        impact_percent: Some(134.6),
+        currency: "GBP".into(),
+        causes: vec![AnomalyCause {
+            dimension: "resource".into(),
+            label: "vm-batch-07".into(),
+            share: 0.72,
+            impact: Micros(968_882_400),
+        }],
+    };
+    Event::new(
+        workspace,
+        time::OffsetDateTime::now_utc(),
+        Severity::Warning,
+        format!("anomaly:{}:new:1", a.anomaly),
+        EventKind::Anomaly(a),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_anomalies_from_one_sync_become_one_digest_per_channel() {
+    let w = world().await;
+    let slack = Receiver::start(vec![]).await;
+    let teams = Receiver::start(vec![]).await;
+    for (kind, receiver) in [("slack", &slack), ("teams", &teams)] {
+        w.channel(json!({
+            "name": kind, "kind": kind, "webhookUrl": receiver.url("/hook"),
+            "events": ["anomaly"], "minSeverity": "info",
+        }))
+        .await;
+    }
+    let ws = w.workspace_id();
+    // Start right after a window opens (windows are aligned to the epoch), so the burst's fan-out
+    // finishes well inside one window and the digest count is deterministic.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into = Duration::from_millis((now.as_millis() % GATHER.as_millis()) as u64);
+    tokio::time::sleep(GATHER - into + Duration::from_millis(100)).await;
+    for i in 0..7 {
+        w.raise(&anomaly_event(ws, &format!("Resource group rg-{i}")))
+            .await;
+    }
+    let arrived = w
+        .pump(Duration::from_secs(30), || {
+            !slack.accepted().is_empty() && !teams.accepted().is_empty()
+        })
+        .await;
+    assert!(arrived, "the digests went out");
+    w.pump(Duration::from_secs(6), || false).await;
+    assert_eq!(slack.accepted().len(), 1, "one Slack message for the burst");
+    assert_eq!(teams.accepted().len(), 1, "one Teams message for the burst");
+    // All seven are in it.
+    assert_eq!(
+        slack_titles(&slack.accepted()),
+        vec!["7 Sixpence notifications".to_owned()]
+    );
+    let text = slack.accepted()[0].to_string();
+    for i in 0..7 {
+        assert!(text.contains(&format!("rg-{i}")), "{text}");
+    }
+    assert_eq!(
+        teams_titles(&teams.accepted()),
+        vec!["7 Sixpence notifications".to_owned()]
+    );
 }

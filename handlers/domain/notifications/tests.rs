@@ -96,11 +96,11 @@ fn anomalies_and_daily_channels_are_digested() {
     assert!(!is_digested(&c, &e));
     c.cadence = Cadence::DailyDigest;
     assert!(is_digested(&c, &e));
-    let (start, send) = digest_window(&c, NOW);
+    let (start, send) = digest_window(&c, NOW, ANOMALY_GATHER);
     assert_eq!(start, datetime!(2026-11-23 00:00:00 UTC));
     assert_eq!(send, datetime!(2026-11-24 08:00:00 UTC));
     c.cadence = Cadence::Instant;
-    let (start, send) = digest_window(&c, datetime!(2026-11-23 10:03:10 UTC));
+    let (start, send) = digest_window(&c, datetime!(2026-11-23 10:03:10 UTC), ANOMALY_GATHER);
     assert_eq!(start, datetime!(2026-11-23 10:02:00 UTC));
     assert_eq!(send, datetime!(2026-11-23 10:04:00 UTC));
 }
