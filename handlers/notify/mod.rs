@@ -448,14 +448,15 @@ impl Notifier {
                 // computing its window and storing its event would miss the digest; the margin
                 // and grace are seconds against a store write of milliseconds.)
                 let margin = (self.gather / 8).min(Duration::from_secs(15));
-                let grace = (self.gather / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                let grace =
+                    (self.gather / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
                 let (start, send_at) = rules::digest_window(channel, now + margin, self.gather);
                 let window = start.unix_timestamp();
                 let scheduled = self.digests.add(channel.id, window, event).await?;
                 if scheduled {
-                    let delay = Duration::from_millis(
-                        (send_at - now).whole_milliseconds().max(0) as u64,
-                    ) + grace;
+                    let delay =
+                        Duration::from_millis((send_at - now).whole_milliseconds().max(0) as u64)
+                            + grace;
                     self.enqueue(
                         &NotifyMessage {
                             version: NOTIFY_MESSAGE_VERSION,
