@@ -41,6 +41,7 @@ struct Inner {
     budgets: Arc<dyn crate::domain::budgets::BudgetStore>,
     /// Where producers raise events for delivery.
     events: Arc<dyn crate::domain::events::EventSink>,
+    notifier: Arc<crate::notify::Notifier>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -97,7 +98,9 @@ impl AppState {
             storage.clone(),
         ));
         let events = Arc::new(crate::storage::events::QueueEventSink::new(storage.clone()));
+        let notifier = Arc::new(notifier(&settings, &storage, tenancy.clone()));
         Self(Arc::new(Inner {
+            notifier,
             settings,
             storage,
             system,
@@ -188,6 +191,10 @@ impl AppState {
         self.0.events.as_ref()
     }
 
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.0.notifier
+    }
+
     pub fn limits(&self) -> &RateLimits {
         &self.0.limits
     }
@@ -232,6 +239,44 @@ pub fn connection_service(
         audit,
         keyring,
     )
+}
+
+fn keyring(settings: &Settings) -> Option<Arc<crate::secrets::Keyring>> {
+    settings.data_keys.as_ref().and_then(|keys| {
+        crate::secrets::Keyring::parse(keys)
+            .map(Arc::new)
+            .map_err(|err| tracing::error!(error = %err, "data-encryption keyring unusable"))
+            .ok()
+    })
+}
+
+/// The notifications service over this deployment's storage and settings.
+fn notifier(
+    settings: &Settings,
+    storage: &Storage,
+    tenancy: Arc<dyn TenancyStore>,
+) -> crate::notify::Notifier {
+    let webhooks = crate::notify::WebhookClient::new(settings.webhooks.clone())
+        .expect("the webhook HTTP client builds (no I/O happens here)");
+    crate::notify::Notifier::new(
+        storage.clone(),
+        Arc::new(crate::storage::notifications::TableChannelStore::new(
+            storage.clone(),
+        )),
+        Arc::new(crate::storage::notifications::TableDeliveryStore::new(
+            storage.clone(),
+        )),
+        Arc::new(crate::storage::notifications::TableInbox::new(
+            storage.clone(),
+        )),
+        tenancy,
+        webhooks,
+        None,
+        keyring(settings),
+        settings.app_url.clone(),
+    )
+    .with_retry_base(settings.notify_retry_base)
+    .with_gather(settings.notify_gather)
 }
 
 /// The custom handler, bound and ready to serve.

@@ -82,6 +82,9 @@ pub const PUBLIC_URL: &str = "SIXPENCE_PUBLIC_URL";
 pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
 /// Azure subscriptions a workspace may choose for sync while it has no paid Stripe subscription.
 pub const DEFAULT_FREE_SUBSCRIPTIONS: u32 = 5;
+pub const APP_URL: &str = "SIXPENCE_APP_URL";
+pub const WEBHOOK_EXTRA_HOSTS: &str = "SIXPENCE_WEBHOOK_EXTRA_HOSTS";
+pub const WEBHOOK_ALLOW_LOOPBACK: &str = "SIXPENCE_WEBHOOK_ALLOW_LOOPBACK";
 
 /// The data key `local.settings.example.json` ships with, for local runs only. Published, so it
 /// protects nothing: start-up refuses it in production.
@@ -297,6 +300,27 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Entra ID authority customers' service principals sign in at. Default `https://login.microsoftonline.com`; change it for sovereign clouds. The local run points it at the simulated tenant.",
     ),
     setting(
+        APP_URL,
+        Scope::App,
+        false,
+        "http://localhost:3000",
+        "Base URL of the Sixpence web app; notifications link to it (`<url>/workspaces/<id>/anomalies/<id>`). Links are left out when unset.",
+    ),
+    setting(
+        WEBHOOK_EXTRA_HOSTS,
+        Scope::App,
+        false,
+        "",
+        "Optional extra Slack/Teams webhook hosts, comma-separated: `host` (exactly) or `.domain` (any subdomain). The defaults are `hooks.slack.com`, `*.webhook.office.com`, `*.logic.azure.com`, `*.powerplatform.com`, `*.powerautomate.com`.",
+    ),
+    setting(
+        WEBHOOK_ALLOW_LOOPBACK,
+        Scope::App,
+        false,
+        "true",
+        "Development only: `true` lets webhook channels post to `http://127.0.0.1:<port>` receivers (the local run and tests). Start-up refuses it in production.",
+    ),
+    setting(
         "SYNC_SCHEDULE",
         Scope::HostOnly,
         false,
@@ -366,6 +390,14 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Where customers' tenants are reached.
     pub azure: crate::azure::AzureEndpoints,
+    /// Base URL of the web app, for links in notifications.
+    pub app_url: Option<String>,
+    /// What webhook channels may post to.
+    pub webhooks: crate::notify::WebhookPolicy,
+    /// The first notification retry's delay. Not an app setting: tests shorten it.
+    pub notify_retry_base: std::time::Duration,
+    /// How long anomalies are gathered into one digest. Not an app setting: tests shorten it.
+    pub notify_gather: std::time::Duration,
     /// Settings whose Key Vault reference did not resolve; treated as unset and logged at start-up.
     pub unresolved_key_vault_references: Vec<&'static str>,
 }
@@ -525,6 +557,48 @@ impl Settings {
             ));
         }
 
+        let app_url = get(APP_URL).map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &app_url
+            && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            problems.push(format!("{APP_URL} must be an http(s) URL"));
+        }
+        let extra_hosts: Vec<String> = get(WEBHOOK_EXTRA_HOSTS)
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(bad) = extra_hosts.iter().find(|h| {
+            let bare = h.trim_start_matches('.');
+            bare.is_empty()
+                || !bare.contains('.')
+                || !bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }) {
+            problems.push(format!(
+                "{WEBHOOK_EXTRA_HOSTS} must list host names or .domain suffixes with a dot, got `{bad}`"
+            ));
+        }
+        let allow_loopback = match get(WEBHOOK_ALLOW_LOOPBACK).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                problems.push(format!(
+                    "{WEBHOOK_ALLOW_LOOPBACK} must be `true` or `false`"
+                ));
+                false
+            }
+        };
+        if allow_loopback && environment == Environment::Production {
+            problems.push(format!(
+                "{WEBHOOK_ALLOW_LOOPBACK} is a development allowance and is refused in production"
+            ));
+        }
+
         let auth = read_auth(&get, environment, &mut problems);
         let azure = read_azure(&get, &mut problems);
 
@@ -548,6 +622,13 @@ impl Settings {
             smtp_url: smtp_url.map(SecretString::from),
             auth,
             azure,
+            app_url,
+            webhooks: crate::notify::WebhookPolicy {
+                extra_hosts,
+                allow_loopback,
+            },
+            notify_retry_base: crate::domain::notifications::BASE_RETRY_DELAY,
+            notify_gather: crate::domain::notifications::ANOMALY_GATHER,
             unresolved_key_vault_references: unresolved.into_inner(),
         })
     }

@@ -40,6 +40,9 @@ pub mod host;
 /// Syncing a subscription's Resource Graph inventory and Advisor recommendations (called by the
 /// cost-sync worker; each part tolerant of the other failing).
 pub mod inventory;
+/// Notifications: fan-out of events to channels, digests, exactly-once delivery, renderers and
+/// webhook URL safety.
+pub mod notify;
 /// Service-principal secrets at rest: the data-key keyring, AES-256-GCM sealing bound to its place.
 pub mod secrets;
 /// Azure Storage adapters.

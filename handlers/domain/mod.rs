@@ -14,6 +14,7 @@ pub mod events;
 pub mod idempotency;
 pub mod incidents;
 pub mod inventory;
+pub mod notifications;
 pub mod store;
 pub mod sync;
 pub mod system;

@@ -70,6 +70,8 @@ pub const REGISTRY: &[FunctionDef] = &[
     queue::cost_sync::FUNCTION,
     queue::anomaly_detect::FUNCTION,
     queue::budget_check::FUNCTION,
+    queue::notify_fanout::FUNCTION,
+    queue::notify::FUNCTION,
 ];
 
 /// Looks a function up by its name.

@@ -37,6 +37,7 @@ pub mod idempotency;
 pub mod incidents;
 pub mod inventory;
 pub mod names;
+pub mod notifications;
 pub mod queue;
 mod shared_key;
 pub mod sync_ledger;

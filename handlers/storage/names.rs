@@ -69,6 +69,14 @@ pub const ANALYTICS_TABLE: &str = "analytics";
 /// Budgets, their last evaluation and the threshold crossings told, one partition per workspace
 /// (`storage::budgets`).
 pub const BUDGETS_TABLE: &str = "budgets";
+/// Notification channels (sealed webhook URLs), one partition per workspace (`storage::notifications`).
+pub const CHANNELS_TABLE: &str = "channels";
+/// Delivery records: idempotency, cool-down and the delivery log, one partition per workspace.
+pub const DELIVERIES_TABLE: &str = "deliveries";
+/// In-app notifications, one partition per workspace and user.
+pub const INBOX_TABLE: &str = "inbox";
+/// Events gathered for digests, one partition per workspace, channel and window.
+pub const DIGESTS_TABLE: &str = "digests";
 
 /// Tables.
 pub const TABLES: &[&str] = &[
@@ -90,6 +98,10 @@ pub const TABLES: &[&str] = &[
     ANOMALIES_TABLE,
     ANALYTICS_TABLE,
     BUDGETS_TABLE,
+    CHANNELS_TABLE,
+    DELIVERIES_TABLE,
+    INBOX_TABLE,
+    DIGESTS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.
@@ -103,6 +115,12 @@ pub const ANOMALY_DETECT_QUEUE: &str = "anomaly-detect";
 /// Days whose costs a sync changed, for budget evaluation (`functions::queue::budget_check`).
 pub const BUDGET_CHECK_QUEUE: &str = "budget-check";
 
+/// One message per (event or digest, channel) to deliver (`functions::queue::notify`).
+pub const NOTIFY_QUEUE: &str = "notifications";
+/// Deliveries given up after the retry budget, with the reason (written by `notify` itself; the
+/// `-poison` twin every queue gets, so not listed in [`QUEUES`]).
+pub const NOTIFY_POISON_QUEUE: &str = "notifications-poison";
+
 /// Queues.
 pub const QUEUES: &[&str] = &[
     COST_SYNC_QUEUE,
@@ -111,6 +129,7 @@ pub const QUEUES: &[&str] = &[
     EVENTS_QUEUE,
     ANOMALY_DETECT_QUEUE,
     BUDGET_CHECK_QUEUE,
+    NOTIFY_QUEUE,
 ];
 
 /// Blob containers.

@@ -71,6 +71,11 @@ param securityPolicy string = ''
 
 @description('Optional public base URL of the app, e.g. https://api.example.com (SIXPENCE_PUBLIC_URL); the Canonical line of security.txt. Empty: the request host.')
 param publicUrl string = ''
+@description('Base URL of the Sixpence web app that notifications link to (SIXPENCE_APP_URL). Empty: messages carry no links.')
+param appUrl string = ''
+
+@description('Extra Slack/Teams webhook hosts customers may use, comma-separated: `host` or `.domain` (SIXPENCE_WEBHOOK_EXTRA_HOSTS). Empty: only the services\' own hosts.')
+param webhookExtraHosts string = ''
 
 @description('Optional secret settings to wire up (each needs its Key Vault secret to exist, or the app sees the unresolved reference text). Allowed: SMTP_URL.')
 param optionalSecrets array = []
@@ -178,6 +183,8 @@ var plainSettings = [
   { name: 'SIXPENCE_SECURITY_CONTACT', value: securityContact }
   { name: 'SIXPENCE_SECURITY_POLICY', value: securityPolicy }
   { name: 'SIXPENCE_PUBLIC_URL', value: publicUrl }
+  { name: 'SIXPENCE_APP_URL', value: appUrl }
+  { name: 'SIXPENCE_WEBHOOK_EXTRA_HOSTS', value: webhookExtraHosts }
 ]
 
 // Secrets: Key Vault references (the Key Vault secret name is the setting name in lower case with

@@ -47,7 +47,7 @@ FLEX_FORBIDDEN = re.compile(
 # local.settings.example.json entries that are not app settings in Azure.
 # FUNCTIONS_WORKER_RUNTIME: Core Tools needs it locally; Flex takes the runtime from functionAppConfig.
 # SIXPENCE_DEV_AUTH: development sign-in; start-up refuses it in production, so Azure must never set it.
-LOCAL_ONLY = {"FUNCTIONS_WORKER_RUNTIME", "SIXPENCE_DEV_AUTH"}
+LOCAL_ONLY = {"FUNCTIONS_WORKER_RUNTIME", "SIXPENCE_DEV_AUTH", "SIXPENCE_WEBHOOK_ALLOW_LOOPBACK"}
 HOST_PROVIDED = {"FUNCTIONS_CUSTOMHANDLER_PORT"}  # the host sets it for the child process
 STORAGE_IDENTITY = {
     "AzureWebJobsStorage__accountName",

@@ -210,6 +210,30 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
                 "dimensions": ["subscription", "resourceGroup", "service"],
             })),
         ),
+        (
+            "GET",
+            "/api/v1/workspaces/{id}/channels" | "/api/v1/workspaces/{id}/channels/{channelId}",
+        ) => (Administer, 200, None),
+        ("GET", "/api/v1/workspaces/{id}/deliveries") => (Administer, 200, None),
+        ("POST", "/api/v1/workspaces/{id}/channels") => (
+            Administer,
+            201,
+            Some(json!({ "name": format!("Matrix {unique}"), "kind": "inApp" })),
+        ),
+        ("PUT", "/api/v1/workspaces/{id}/channels/{channelId}") => (
+            Administer,
+            200,
+            Some(json!({ "name": format!("Renamed {unique}"), "kind": "inApp", "enabled": false })),
+        ),
+        ("DELETE", "/api/v1/workspaces/{id}/channels/{channelId}") => (Administer, 204, None),
+        ("POST", "/api/v1/workspaces/{id}/channels/{channelId}/test") => (Administer, 202, None),
+        // Each member reads and marks their own notifications.
+        ("GET", "/api/v1/workspaces/{id}/notifications") => (Read, 200, None),
+        (
+            "POST",
+            "/api/v1/workspaces/{id}/notifications/read"
+            | "/api/v1/workspaces/{id}/notifications/{notificationId}/read",
+        ) => (Read, 200, None),
         (method, path) => panic!(
             "{method} {path} is not classified in api_isolation::classify: declare who may call it, \
              what an authorised call answers and the body it needs, so the permission matrix covers it"
@@ -284,7 +308,9 @@ fn path_for(spec: &RouteSpec, cast: &Cast) -> String {
         .replace("{invitationId}", &cast.invitation)
         .replace("{connectionId}", &cast.connection)
         .replace("{anomalyId}", NO_ANOMALY)
-        .replace("{budgetId}", NO_ANOMALY);
+        .replace("{budgetId}", NO_ANOMALY)
+        .replace("{channelId}", &cast.channel)
+        .replace("{notificationId}", &cast.notification);
     assert!(
         !path.contains('{'),
         "{} {}: a path parameter this test does not know; substitute it in api_isolation::path_for",
@@ -460,7 +486,12 @@ async fn the_router_serves_exactly_the_declared_routes() {
                 "{userId}",
                 "00000000-0000-0000-0000-000000000001.00000000-0000-0000-0000-000000000002",
             )
-            .replace("{invitationId}", &uuid::Uuid::new_v4().to_string());
+            .replace("{invitationId}", &uuid::Uuid::new_v4().to_string())
+            .replace("{channelId}", &uuid::Uuid::new_v4().to_string())
+            .replace(
+                "{notificationId}",
+                "0000000000000000-00000000000000000000000000000000",
+            );
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             let declared = specs.iter().any(|s| s.path == path && s.method == method);
             let answer = app

@@ -17,6 +17,7 @@ mod function_specs;
 mod host_contract;
 mod incidents;
 mod inventory;
+mod notifications;
 mod process;
 mod security_txt;
 mod settings;

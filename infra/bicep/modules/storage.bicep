@@ -43,6 +43,10 @@ var tableNames = [
   'anomalies'
   'analytics'
   'budgets'
+  'channels'
+  'deliveries'
+  'inbox'
+  'digests'
 ]
 
 var containerNames = [

@@ -210,6 +210,74 @@ impl TestApp {
         created.body["id"].as_str().expect("id").to_owned()
     }
 
+    /// Creates an in-app channel (all event kinds, info and up) in `workspace`; returns its id.
+    pub async fn in_app_channel(&self, admin: &str, workspace: &str) -> String {
+        let created = self
+            .call("POST", &format!("/api/v1/workspaces/{workspace}/channels"))
+            .auth(Some(admin))
+            .json(&json!({ "name": "In the app", "kind": "inApp", "minSeverity": "info" }))
+            .send()
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        created.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Sends a test message to the in-app `channel` and runs the `notify` function on the queued
+    /// messages (as the host would) until it is in `reader`'s inbox; returns its id, which every
+    /// member shares.
+    pub async fn in_app_notification(&self, admin: &str, workspace: &str, channel: &str) -> String {
+        let sent = self
+            .call(
+                "POST",
+                &format!("/api/v1/workspaces/{workspace}/channels/{channel}/test"),
+            )
+            .auth(Some(admin))
+            .send()
+            .await;
+        assert_eq!(sent.status, 202, "{}", sent.text);
+        let storage = sixpence::storage::Storage::connect(
+            &sixpence::storage::StorageConnection::parse_connection_string(
+                self._azurite.connection_string(),
+            )
+            .expect("connection string")
+            .with_max_retries(2),
+        )
+        .expect("storage");
+        let queue = storage.queues().queue("notifications").expect("queue");
+        let started = std::time::Instant::now();
+        loop {
+            let inbox = self
+                .get_as(
+                    admin,
+                    &format!("/api/v1/workspaces/{workspace}/notifications"),
+                )
+                .await;
+            if let Some(id) = inbox.body["items"][0]["id"].as_str() {
+                return id.to_owned();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the test notification never arrived"
+            );
+            for message in queue
+                .receive(16, std::time::Duration::from_secs(30))
+                .await
+                .expect("receive")
+            {
+                let text = message.text.clone().expect("text");
+                let response = self
+                    .invoke("notify", crate::connections::queue_envelope(&text))
+                    .await;
+                assert_eq!(response.status(), 200);
+                queue
+                    .delete_message(&message.id, &message.pop_receipt)
+                    .await
+                    .expect("delete");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The caller's user id (`GET /me`).
     pub async fn user_id(&self, bearer: &str) -> String {
         let me = self.get_as(bearer, "/api/v1/me").await;
@@ -279,6 +347,10 @@ pub struct Cast {
     pub invitation: String,
     /// A connection of A to the app's simulated tenant, its first subscription chosen.
     pub connection: String,
+    /// An in-app notification channel of A.
+    pub channel: String,
+    /// An in-app notification (a test message on `channel`) every member of A has, unread.
+    pub notification: String,
 }
 
 fn person(tag: &str, who: &str) -> Person {
@@ -313,6 +385,8 @@ impl Cast {
         );
         let invitation = app.invite(&owner.token, &a, &invitee.email, "viewer").await;
         let connection = app.connect_and_choose(&owner.token, &a).await;
+        let channel = app.in_app_channel(&owner.token, &a).await;
+        let notification = app.in_app_notification(&owner.token, &a, &channel).await;
         let mut people = [
             &mut owner,
             &mut admin,
@@ -338,6 +412,8 @@ impl Cast {
             stranger,
             invitation,
             connection,
+            channel,
+            notification,
         }
     }
 }

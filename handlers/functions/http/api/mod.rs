@@ -17,6 +17,7 @@ pub mod inventory;
 pub mod invitations;
 pub mod limits;
 pub mod members;
+pub mod notifications;
 pub mod openapi;
 pub mod syncs;
 pub mod views;
@@ -450,6 +451,86 @@ pub fn routes() -> Vec<ApiRoute> {
             None,
             false,
             budgets::forecast,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/channels",
+            Administer,
+            None,
+            false,
+            notifications::list,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/channels",
+            Administer,
+            Some("channel.create"),
+            true,
+            notifications::create,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/channels/{channelId}",
+            Administer,
+            None,
+            false,
+            notifications::get,
+        ),
+        route(
+            "PUT",
+            "/api/v1/workspaces/{id}/channels/{channelId}",
+            Administer,
+            Some("channel.update"),
+            false,
+            notifications::update,
+        ),
+        route(
+            "DELETE",
+            "/api/v1/workspaces/{id}/channels/{channelId}",
+            Administer,
+            Some("channel.delete"),
+            false,
+            notifications::delete,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/channels/{channelId}/test",
+            Administer,
+            Some("channel.test"),
+            false,
+            notifications::test,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/notifications",
+            Read,
+            None,
+            false,
+            notifications::inbox,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/notifications/read",
+            Read,
+            Some("notification.read.all"),
+            false,
+            notifications::mark_all_read,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/notifications/{notificationId}/read",
+            Read,
+            Some("notification.read"),
+            false,
+            notifications::mark_read,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/deliveries",
+            Administer,
+            None,
+            false,
+            notifications::deliveries,
         ),
     ]
 }

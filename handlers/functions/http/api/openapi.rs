@@ -17,7 +17,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::{
     RouteSpec, anomalies, audit_log, billing, budgets, connections, costs, inventory, invitations,
-    members, syncs, workspaces,
+    members, notifications, syncs, workspaces,
 };
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
@@ -75,6 +75,16 @@ use crate::functions::http::problem::Problem;
         budgets::replace,
         budgets::delete,
         budgets::forecast,
+        notifications::list,
+        notifications::create,
+        notifications::get,
+        notifications::update,
+        notifications::delete,
+        notifications::test,
+        notifications::inbox,
+        notifications::mark_all_read,
+        notifications::mark_read,
+        notifications::deliveries,
     ),
     components(schemas(Problem)),
     tags(
@@ -90,6 +100,7 @@ use crate::functions::http::problem::Problem;
         (name = "billing", description = "The plan and its limits; Stripe Checkout and the Billing Portal (owners)"),
         (name = "anomalies", description = "Detected cost anomalies with root causes, analysts' feedback, and the analytics settings"),
         (name = "budgets", description = "Budgets with thresholds on actual and forecast spend, and period-end forecasts"),
+        (name = "notifications", description = "Notification channels (email, Slack, Teams, in-app), your in-app notifications and the delivery log"),
         (name = "meta", description = "This document"),
     )
 )]
