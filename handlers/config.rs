@@ -398,6 +398,9 @@ pub struct Settings {
     pub notify_retry_base: std::time::Duration,
     /// How long anomalies are gathered into one digest. Not an app setting: tests shorten it.
     pub notify_gather: std::time::Duration,
+    /// The cost sync's own Cost Management pacing instead of the documented per-tenant quotas. Not an
+    /// app setting: only benchmarks set it, to measure the worker rather than the quota.
+    pub cost_pacing: Option<crate::azure::pacer::PacingOptions>,
     /// Settings whose Key Vault reference did not resolve; treated as unset and logged at start-up.
     pub unresolved_key_vault_references: Vec<&'static str>,
 }
@@ -629,6 +632,7 @@ impl Settings {
             },
             notify_retry_base: crate::domain::notifications::BASE_RETRY_DELAY,
             notify_gather: crate::domain::notifications::ANOMALY_GATHER,
+            cost_pacing: None,
             unresolved_key_vault_references: unresolved.into_inner(),
         })
     }

@@ -147,6 +147,13 @@ fn worker_options(state: &AppState) -> ClientOptions {
             ..RetryOptions::default()
         },
         timeout: Duration::from_secs(120),
+        pacers: state
+            .settings()
+            .cost_pacing
+            .clone()
+            .map_or_else(crate::azure::pacer::Pacers::global, |options| {
+                crate::azure::pacer::Pacers::new(options)
+            }),
         ..ClientOptions::default()
     }
 }
