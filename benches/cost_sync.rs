@@ -20,7 +20,8 @@
 //! 3. runs one `cost-sync` invocation (a first sync: the 13-month backfill, every view of both
 //!    metrics) and reports rows fetched, wall time, rows per second, the **worker's CPU time**
 //!    (this process: parsing, aggregation, packing, gzip of raw pages) against wall time, the sim's
-//!    and Azurite's CPU time, and the worker's **peak RSS** (`VmHWM`, reset before each size);
+//!    and Azurite's CPU time, and the worker's **peak RSS** (`VmHWM`; each size runs in a fresh
+//!    process);
 //! 4. sends `GET /costs` for the whole range grouped by service (monthly) from concurrent clients,
 //!    at the tenant API's per-workspace quota (20 requests/s), and reports p50/p99.
 //!
@@ -85,13 +86,6 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Resets `VmHWM` to the current RSS (Linux ≥ 4.0), so each size reports its own peak.
-fn reset_peak_rss() {
-    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
-        eprintln!("cannot reset the peak RSS ({e}); peaks include earlier sizes");
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--sim-child") {
@@ -99,11 +93,19 @@ fn main() {
         sim_child(resources);
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(bench());
+    if let Some(i) = args.iter().position(|a| a == "--one-size") {
+        let resources: usize = args[i + 1].parse().expect("resources");
+        let costs_requests: usize = args[i + 2].parse().expect("requests");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        sixpence::storage::install_crypto_provider();
+        let result = runtime.block_on(one_size(resources, costs_requests));
+        println!("{}", serde_json::to_string(&result).expect("result"));
+        return;
+    }
+    bench();
 }
 
 /// The simulator's process: prints its endpoint and credentials as one JSON line, then serves until
@@ -186,6 +188,7 @@ impl Drop for SimChild {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SizeResult {
     resources: usize,
     rows: u64,
@@ -194,29 +197,45 @@ struct SizeResult {
     worker_cpu: f64,
     sim_cpu: f64,
     azurite_cpu: Option<f64>,
+    /// Peak RSS of the sync alone (the process is new, so nothing earlier counts).
     peak_rss: f64,
+    /// Peak RSS after the `GET costs` load as well.
+    peak_rss_with_reads: f64,
     costs_p50: Duration,
     costs_p99: Duration,
     costs_requests: usize,
     cost_rows_answered: usize,
 }
 
-async fn bench() {
+/// Each size runs in a process of its own, so one size's heap (the allocator keeps freed pages)
+/// never shows up in the next size's peak.
+fn bench() {
     let sizes = env_list("SIXPENCE_BENCH_SYNC_RESOURCES", &[700, 2_700]);
     let costs_requests = env_usize("SIXPENCE_BENCH_COSTS_REQUESTS", 120);
-    sixpence::storage::install_crypto_provider();
-    let mut results = Vec::new();
+    let mut results: Vec<SizeResult> = Vec::new();
     for resources in sizes {
-        results.push(one_size(resources, costs_requests).await);
+        let output = Command::new(std::env::current_exe().expect("own path"))
+            .args([
+                "--one-size",
+                &resources.to_string(),
+                &costs_requests.to_string(),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("size process runs");
+        assert!(output.status.success(), "the {resources}-resource run failed");
+        let line = String::from_utf8_lossy(&output.stdout);
+        let last = line.lines().last().expect("a result line");
+        results.push(serde_json::from_str(last).expect("result JSON"));
     }
     println!();
     println!(
-        "| resources | rows fetched | QPU | wall s | rows/s | worker CPU s | worker CPU / wall | sim CPU s | Azurite CPU s | worker peak RSS MiB | GET costs p50 ms | p99 ms |"
+        "| resources | rows fetched | QPU | wall s | rows/s | worker CPU s | worker CPU / wall | sim CPU s | Azurite CPU s | worker peak RSS MiB (sync) | (with reads) | GET costs p50 ms | p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {} | {} | {:.1} | {:.0} | {:.1} | {:.2} | {:.1} | {} | {:.0} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.1} | {:.2} | {:.1} | {} | {:.0} | {:.0} | {:.1} | {:.1} |",
             r.resources,
             r.rows,
             r.qpu,
@@ -228,6 +247,7 @@ async fn bench() {
             r.azurite_cpu
                 .map_or("n/a".to_owned(), |c| format!("{c:.1}")),
             r.peak_rss,
+            r.peak_rss_with_reads,
             r.costs_p50.as_secs_f64() * 1000.0,
             r.costs_p99.as_secs_f64() * 1000.0,
         );
@@ -328,7 +348,6 @@ async fn one_size(resources: usize, costs_requests: usize) -> SizeResult {
     })
     .to_string();
 
-    reset_peak_rss();
     let sim_pid = sim.child.id().to_string();
     let azurite_pid = azurite.pid().map(|p| p.to_string());
     let (worker_before, sim_before) = (cpu_seconds("self"), cpu_seconds(&sim_pid));
@@ -429,6 +448,7 @@ async fn one_size(resources: usize, costs_requests: usize) -> SizeResult {
         sim_cpu,
         azurite_cpu,
         peak_rss,
+        peak_rss_with_reads: peak_rss_mib(),
         costs_p50: pct(0.5),
         costs_p99: pct(0.99),
         costs_requests: latencies.len(),
