@@ -223,7 +223,10 @@ fn bench() {
             .stderr(Stdio::inherit())
             .output()
             .expect("size process runs");
-        assert!(output.status.success(), "the {resources}-resource run failed");
+        assert!(
+            output.status.success(),
+            "the {resources}-resource run failed"
+        );
         let line = String::from_utf8_lossy(&output.stdout);
         let last = line.lines().last().expect("a result line");
         results.push(serde_json::from_str(last).expect("result JSON"));
