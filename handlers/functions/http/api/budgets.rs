@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sixpence_analytics::forecast::{ForecastMethod, PeriodKind};
@@ -13,14 +13,15 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::anomalies::parse_amount;
-use super::context::{JsonBody, Scoped, audit, etag, if_match};
+use super::context::{JsonBody, Scoped, audit, if_match};
+use super::workspaces::with_etag;
 use crate::app::AppState;
 use crate::domain::anomalies::micros;
 use crate::domain::audit::Change;
 use crate::domain::budgets::{Budget, Evaluation, MAX_BUDGETS, Threshold};
 use crate::domain::costs::Micros;
 use crate::domain::events::BudgetBasis;
-use crate::domain::store::{StoreError, Version};
+use crate::domain::store::StoreError;
 use crate::error::{Error, Result};
 use crate::functions::queue::budget_check;
 
@@ -329,14 +330,6 @@ fn parse_budget(id: Uuid, created_at: OffsetDateTime, body: BudgetRequest) -> Re
     Ok(budget)
 }
 
-fn with_etag(status: StatusCode, version: &Version, body: BudgetView) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&etag(version)) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
-}
-
 fn describe(b: &Budget) -> String {
     let thresholds: Vec<String> = b
         .thresholds
@@ -391,9 +384,8 @@ pub async fn create(
         vec![Change::new("budget", None, Some(describe(&budget)))],
     );
     Ok(with_etag(
-        StatusCode::CREATED,
+        (StatusCode::CREATED, Json(view(&budget, None))).into_response(),
         &version,
-        view(&budget, None),
     ))
 }
 
@@ -419,9 +411,8 @@ pub async fn get(
         .ok_or(Error::NotFound)?;
     let evaluation = state.budgets().evaluation(workspace, id).await?;
     Ok(with_etag(
-        StatusCode::OK,
+        Json(view(&found.value, evaluation.as_ref())).into_response(),
         &found.version,
-        view(&found.value, evaluation.as_ref()),
     ))
 }
 
@@ -465,7 +456,10 @@ pub async fn replace(
             Some(describe(&budget)),
         )],
     );
-    Ok(with_etag(StatusCode::OK, &version, view(&budget, None)))
+    Ok(with_etag(
+        Json(view(&budget, None)).into_response(),
+        &version,
+    ))
 }
 
 /// Deletes a budget. Analyst or above; audited.

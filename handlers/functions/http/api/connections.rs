@@ -69,14 +69,11 @@ pub async fn create(
         "/api/v1/workspaces/{}/connections/{}",
         connection.workspace, connection.id
     );
-    let mut response =
-        (StatusCode::CREATED, Json(ConnectionView::from(connection))).into_response();
-    if let Ok(value) = location.parse() {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LOCATION, value);
-    }
-    Ok(with_etag(response, &created.version))
+    Ok(super::workspaces::created(
+        &location,
+        ConnectionView::from(connection),
+        &created.version,
+    ))
 }
 
 /// The workspace's connections.

@@ -235,13 +235,11 @@ pub async fn create(
         "/api/v1/workspaces/{}/channels/{}",
         channel.workspace, channel.id
     );
-    let mut response = (StatusCode::CREATED, Json(ChannelView::from(channel))).into_response();
-    if let Ok(value) = location.parse() {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LOCATION, value);
-    }
-    Ok(with_etag(response, &created.version))
+    Ok(super::workspaces::created(
+        &location,
+        ChannelView::from(channel),
+        &created.version,
+    ))
 }
 
 /// The workspace's channels.

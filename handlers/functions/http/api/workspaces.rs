@@ -29,6 +29,19 @@ pub(super) fn with_etag(
     response
 }
 
+/// `201 Created` with the new resource's body, its `Location` and its `ETag`.
+pub(super) fn created(
+    location: &str,
+    body: impl serde::Serialize,
+    version: &crate::domain::store::Version,
+) -> Response {
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    with_etag(response, version)
+}
+
 /// Create a workspace; the caller becomes its owner.
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe creation: the same key replays the first answer for 24 h")),
@@ -76,16 +89,11 @@ pub async fn create(
             d.changes = vec![Change::new("name", None, Some(workspace.name.clone()))];
         });
     }
-    let location = format!("/api/v1/workspaces/{}", workspace.id);
-    let mut response = (
-        StatusCode::CREATED,
-        Json(WorkspaceView::new(&workspace, Role::Owner)),
-    )
-        .into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(with_etag(response, &version))
+    Ok(created(
+        &format!("/api/v1/workspaces/{}", workspace.id),
+        WorkspaceView::new(&workspace, Role::Owner),
+        &version,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
