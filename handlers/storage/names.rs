@@ -130,13 +130,23 @@ pub const QUEUES: &[&str] = &[
     ANOMALY_DETECT_QUEUE,
     BUDGET_CHECK_QUEUE,
     NOTIFY_QUEUE,
+    EXPORTS_QUEUE,
+    DELETIONS_QUEUE,
 ];
 
+/// One message per requested workspace export (`functions::queue::export`).
+pub const EXPORTS_QUEUE: &str = "exports";
+/// One message per step of a workspace's deletion (`functions::queue::deletion`).
+pub const DELETIONS_QUEUE: &str = "deletions";
+
 /// Blob containers.
-pub const CONTAINERS: &[&str] = &[RAW_COST_PAGES_CONTAINER];
+pub const CONTAINERS: &[&str] = &[RAW_COST_PAGES_CONTAINER, EXPORTS_CONTAINER];
 
 /// Each sync run's raw Cost Management pages, gzipped: `<workspace>/<subscription>/<run>/...`.
 pub const RAW_COST_PAGES_CONTAINER: &str = "raw-cost-pages";
+/// Workspace export archives and their manifests: `<workspace>/<export>/...`. Deleted with the
+/// workspace; never retained.
+pub const EXPORTS_CONTAINER: &str = "exports";
 
 /// Creates every listed table, queue and container that does not exist yet. Idempotent, so it is safe on
 /// every start and from every instance at once.
