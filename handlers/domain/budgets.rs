@@ -9,22 +9,25 @@
 //! ## Decisions
 //! - **Actual cost**, as Azure's and AWS's budgets use: a budget is about the money that will be
 //!   invoiced, purchases included on the day they are bought.
-//! - **Tags come from the inventory.** Cost rows are synced by resource, not by tag; a tag filter
-//!   matches the rows of resources whose last synced inventory carries the tag. A resource deleted
-//!   before the inventory saw it (or costs without a resource) never match a tag filter.
+//! - **Tags come from the costs where they can.** For a tag key the workspace syncs costs by
+//!   (`costTagKeys`), a filter matches a resource's cost on the days Cost Management reported it with
+//!   that tag value: history stays as it was billed after a re-tag, and a resource deleted mid-month
+//!   keeps counting. For other keys (or while a newly chosen key's history is still being re-read) it
+//!   falls back to the resource's tags in the last synced inventory; a resource deleted before the
+//!   inventory saw it (or costs without a resource) never match such a filter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sixpence_analytics::DailySeries;
 use sixpence_analytics::budget::{Basis, BudgetStatus, Crossing};
 use sixpence_analytics::forecast::PeriodKind;
-use sixpence_analytics::scope::{RowDimensions, Scope};
+use sixpence_analytics::scope::{RowDimensions, Scope, TagFilter};
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::anomalies::micros;
-use super::costs::{Micros, StoredRow, resource_group_of};
+use super::costs::{Micros, StoredRow, TagKey, resource_group_of};
 use super::events::{BudgetBasis, BudgetEvent, Event, EventKind, Severity};
 use super::store::{StoreError, Version, Versioned};
 use super::tenancy::WorkspaceId;
@@ -181,18 +184,76 @@ impl Evaluation {
     }
 }
 
+/// Which tags a resource's cost carried: per day from the cost tag views for the keys synced that
+/// way, otherwise the resource's current tags from the inventory.
+#[derive(Debug, Default)]
+pub struct ResourceTags {
+    /// Folded tag key → day → lower-case resource → the values its cost carried that day.
+    costed: HashMap<String, HashMap<Date, HashMap<String, Vec<String>>>>,
+    /// Lower-case resource → its tags in the last synced inventory.
+    current: BTreeMap<String, Vec<(String, String)>>,
+}
+
+impl ResourceTags {
+    /// Records the rows of `key`'s cost tag view; from now on `key` is judged by them alone.
+    pub fn add_costed(&mut self, key: &TagKey, rows: &[StoredRow]) {
+        let days = self.costed.entry(key.folded()).or_default();
+        for r in rows {
+            // Costs with no value for the key group under "": they do not carry it.
+            if r.row.value.is_empty() {
+                continue;
+            }
+            let values = days
+                .entry(r.day)
+                .or_default()
+                .entry(r.row.resource.to_ascii_lowercase())
+                .or_default();
+            if !values.contains(&r.row.value) {
+                values.push(r.row.value.clone());
+            }
+        }
+    }
+
+    /// Records a resource's current tags (from the inventory).
+    pub fn add_current(&mut self, resource: &str, tags: Vec<(String, String)>) {
+        self.current.insert(resource.to_ascii_lowercase(), tags);
+    }
+
+    /// Whether the cost of `resource` on `day` satisfies `filter`.
+    fn holds(&self, filter: &TagFilter, resource: &str, day: Date) -> bool {
+        let resource = resource.to_ascii_lowercase();
+        let wanted = |value: &str| filter.value.as_deref().is_none_or(|want| want == value);
+        match self.costed.get(&filter.key.to_lowercase()) {
+            Some(days) => days
+                .get(&day)
+                .and_then(|resources| resources.get(&resource))
+                .is_some_and(|values| values.iter().any(|v| wanted(v))),
+            None => self.current.get(&resource).is_some_and(|tags| {
+                tags.iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case(&filter.key) && wanted(v))
+            }),
+        }
+    }
+}
+
 /// The daily spend of the rows in `scope`, from `from` to `to` (missing days are zero spend).
-/// `rows` are rows of the service view (resource and service on each); `tags` maps lower-case
-/// resource ids to their tags.
+/// `rows` are rows of the service view (resource and service on each).
+///
+/// A resource whose cost carried two values of a key on one day (re-tagged that day) matches a
+/// filter on either value for the whole day's cost of the service view: the service and tag views
+/// cannot be joined more finely than (resource, day).
 pub fn daily_spend(
     scope: &Scope,
     rows: &[StoredRow],
-    tags: &BTreeMap<String, Vec<(String, String)>>,
+    tags: &ResourceTags,
     from: Date,
     to: Date,
 ) -> DailySeries {
+    let untagged = Scope {
+        tags: Vec::new(),
+        ..scope.clone()
+    };
     let mut by_day: BTreeMap<Date, i64> = BTreeMap::new();
-    let none: Vec<(String, String)> = Vec::new();
     for r in rows {
         if r.day < from || r.day > to {
             continue;
@@ -201,9 +262,14 @@ pub fn daily_spend(
             subscription: &r.subscription,
             resource_group: resource_group_of(&r.row.resource),
             service: &r.row.value,
-            tags: tags.get(&r.row.resource).unwrap_or(&none),
+            tags: &[],
         };
-        if scope.matches(&dims) {
+        if untagged.matches(&dims)
+            && scope
+                .tags
+                .iter()
+                .all(|t| tags.holds(t, &r.row.resource, r.day))
+        {
             *by_day.entry(r.day).or_insert(0) += r.row.amount.0;
         }
     }

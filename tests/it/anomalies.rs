@@ -428,6 +428,12 @@ async fn analytics_settings_default_on_purpose_round_trip_and_refuse_nonsense() 
 
 /// Stores one anomaly in `workspace` directly (for route tests that need one to exist); its id.
 pub(crate) async fn seed_anomaly(app: &crate::support::TestApp, workspace: &str) -> String {
+    let day = Date::from_calendar_date(2026, time::Month::March, 3).expect("date");
+    seed_anomaly_on(app, workspace, day).await
+}
+
+/// Stores one one-day anomaly on `day` in `workspace` directly; its id.
+async fn seed_anomaly_on(app: &crate::support::TestApp, workspace: &str, day: Date) -> String {
     use sixpence::domain::anomalies::{Anomaly, AnomalyStore, Level, RootCauses, State};
     use sixpence_analytics::episode::{Episode, EpisodeDay, EpisodeId, EpisodeStatus};
     use sixpence_analytics::{AnomalyKind, Direction};
@@ -440,7 +446,6 @@ pub(crate) async fn seed_anomaly(app: &crate::support::TestApp, workspace: &str)
     .expect("storage");
     let store = sixpence::storage::anomalies::TableAnomalyStore::new(storage);
     let workspace = sixpence::domain::tenancy::WorkspaceId::parse(workspace).expect("workspace id");
-    let day = Date::from_calendar_date(2026, time::Month::March, 3).expect("date");
     let flagged = EpisodeDay {
         date: day,
         kind: AnomalyKind::Spike,
@@ -479,4 +484,51 @@ pub(crate) async fn seed_anomaly(app: &crate::support::TestApp, workspace: &str)
     };
     store.save(workspace, &anomaly).await.expect("seeded");
     id.to_string()
+}
+
+#[tokio::test]
+async fn paging_through_anomalies_neither_skips_nor_repeats_when_one_arrives_between_pages() {
+    let app = crate::support::spawn_app().await;
+    let owner = crate::support::token("owner@contoso.example");
+    let workspace = app.create_workspace(&owner, "Contoso").await;
+    let day = |d: u8| Date::from_calendar_date(2026, time::Month::March, d).expect("date");
+    let mut ids = Vec::new();
+    for d in 1..=5 {
+        ids.push(seed_anomaly_on(&app, &workspace, day(d)).await);
+    }
+    ids.reverse(); // newest first, as listed
+    let page = |cursor: Option<String>| {
+        let path = match cursor {
+            Some(c) => format!("/api/v1/workspaces/{workspace}/anomalies?limit=2&cursor={c}"),
+            None => format!("/api/v1/workspaces/{workspace}/anomalies?limit=2"),
+        };
+        let (app, owner) = (&app, owner.clone());
+        async move {
+            let answer = app.get_as(&owner, &path).await;
+            assert_eq!(answer.status, 200, "{}", answer.text);
+            let got: Vec<String> = answer.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|a| a["id"].as_str().expect("id").to_owned())
+                .collect();
+            (got, answer.body["nextCursor"].as_str().map(str::to_owned))
+        }
+    };
+    let (first, cursor) = page(None).await;
+    assert_eq!(first, ids[..2]);
+    // A newer anomaly arrives: it belongs before the first page, so later pages do not shift.
+    seed_anomaly_on(&app, &workspace, day(9)).await;
+    let (second, cursor) = page(cursor).await;
+    assert_eq!(second, ids[2..4]);
+    let (third, cursor) = page(cursor).await;
+    assert_eq!(third, ids[4..]);
+    assert_eq!(cursor, None);
+
+    app.get_as(
+        &owner,
+        &format!("/api/v1/workspaces/{workspace}/anomalies?cursor=bm9wZQ"),
+    )
+    .await
+    .assert_problem(400, Some("invalid-request"));
 }

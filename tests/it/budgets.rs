@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sixpence_azure_sim::Metric;
+use sixpence_azure_sim::{AnomalyKind, Metric, SimConfig, SimTenant};
 use time::Date;
 
 use crate::connections::queue_envelope;
@@ -274,4 +274,119 @@ async fn a_budget_crossing_is_told_once_per_threshold_per_period_even_after_re_r
         .map(|b| b["name"].as_str().expect("name"))
         .collect();
     assert_eq!(names, ["Scoped", "Scoped"]);
+}
+
+/// The first seed whose tenant (of three subscriptions, as `costs_world(seed, 3)` builds) has a
+/// service removed this year (its resources are gone from the inventory, their earlier cost is
+/// not): what a tag budget must still count. The seed and that subscription.
+async fn seed_with_a_service_removed_this_year() -> (u64, String) {
+    for seed in 900..1200u64 {
+        let sim = SimTenant::start(SimConfig {
+            seed,
+            tenants: 1,
+            // The simulator gives each subscription two kinds of anomaly by its index; the third
+            // subscription's are a removed service and a spike.
+            subscriptions_per_tenant: 3,
+            resources_per_subscription: 6,
+            quota: None,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator");
+        let (_, last) = sim.data_range();
+        let year_start =
+            Date::from_calendar_date(last.year(), time::Month::January, 1).expect("date");
+        if let Some(a) = sim.anomalies().into_iter().find(|a| {
+            a.kind == AnomalyKind::RemovedService
+                && a.start > year_start + time::Duration::days(7)
+                && a.start <= last
+        }) {
+            return (seed, a.subscription_id);
+        }
+    }
+    panic!("no seed in 900..1200 removes a service this year: widen the range");
+}
+
+#[tokio::test]
+async fn a_tag_budget_counts_cost_as_billed_with_the_tag_even_for_resources_deleted_since() {
+    let (seed, subscription) = seed_with_a_service_removed_this_year().await;
+    let w = costs_world(seed, 3).await;
+    let chosen = w
+        .app
+        .call("PATCH", &format!("/api/v1/workspaces/{}", w.workspace))
+        .auth(Some(&w.owner))
+        .json(&json!({ "costTagKeys": ["env"] }))
+        .send()
+        .await;
+    assert_eq!(chosen.status, 200, "{}", chosen.text);
+    w.sync_all().await;
+    let (_, last) = w.sim.data_range();
+    let year_start = Date::from_calendar_date(last.year(), time::Month::January, 1).expect("date");
+    let truth = w
+        .sim
+        .ground_truth_cost_by_tag(&subscription, year_start, last, Metric::ActualCost, "env")
+        .expect("subscription");
+    let value = |v: &str| truth.get(v).map(|m| m.units() * 100).unwrap_or(0);
+    let tagged: i64 = truth
+        .iter()
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(_, m)| m.units() * 100)
+        .sum();
+    assert!(value("prod") > 0 && tagged > value("prod"), "{truth:?}");
+
+    // Tag keys are matched without case, values exactly.
+    let mut ids = Vec::new();
+    for tag in [
+        json!({"key": "ENV", "value": "prod"}),
+        json!({"key": "env", "value": null}),
+    ] {
+        let created = w
+            .app
+            .call(
+                "POST",
+                &format!("/api/v1/workspaces/{}/budgets", w.workspace),
+            )
+            .auth(Some(&w.owner))
+            .json(&json!({
+                "name": "Tagged",
+                "amount": "100000000",
+                "period": "annual",
+                "scope": {"subscriptions": [subscription], "tags": [tag]},
+                "thresholds": [{"percent": 100, "basis": "actual"}],
+            }))
+            .send()
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        ids.push(created.body["id"].as_str().expect("id").to_owned());
+    }
+    let queue = w.storage.queues().queue("budget-check").expect("queue");
+    let messages = queue
+        .receive(32, Duration::from_secs(600))
+        .await
+        .expect("receive");
+    let message = messages
+        .into_iter()
+        .filter_map(|m| m.text)
+        .find(|text| {
+            let v: Value = serde_json::from_str(text).expect("JSON");
+            v["subscription"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(&subscription))
+        })
+        .expect("the sync of the subscription announced its changed days");
+    w.check_budgets(&message).await;
+
+    let actual = |id: &str| {
+        let path = format!("/api/v1/workspaces/{}/budgets/{id}", w.workspace);
+        let (app, owner) = (&w.app, w.owner.clone());
+        async move {
+            let read = app.get_as(&owner, &path).await;
+            assert_eq!(read.status, 200, "{}", read.text);
+            micros(read.body["status"]["actual"].as_str().expect("actual"))
+        }
+    };
+    // The year's cost as Cost Management billed it with the tag: the removed service's resources
+    // (no longer in the inventory) count for the days they ran.
+    assert_eq!(actual(&ids[0]).await, value("prod"));
+    assert_eq!(actual(&ids[1]).await, tagged);
 }

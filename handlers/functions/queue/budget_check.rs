@@ -10,15 +10,13 @@
 //! crash between raising and recording re-raises the same event (same dedupe key): delivery sends
 //! it once.
 
-use std::collections::BTreeMap;
-
 use sixpence_analytics::DailySeries;
 use sixpence_analytics::forecast::Period;
 use sixpence_analytics::scope::Scope;
 use time::{Date, Duration, OffsetDateTime};
 
 use crate::app::AppState;
-use crate::domain::budgets::{self, Budget, Evaluation};
+use crate::domain::budgets::{self, Budget, Evaluation, ResourceTags};
 use crate::domain::costs::{Metric, StoredRow, View};
 use crate::domain::inventory::InventoryFilter;
 use crate::domain::store::PageRequest;
@@ -75,7 +73,7 @@ async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
 }
 
 /// Evaluates every budget of `workspace` that can include `subscription` on `as_of`; the number of
-/// crossings told.
+/// crossings told. The spend is read once for all of them (see [`Spend`]).
 pub async fn check(
     state: &AppState,
     workspace: WorkspaceId,
@@ -83,19 +81,37 @@ pub async fn check(
     as_of: Date,
 ) -> Result<usize> {
     let now = OffsetDateTime::now_utc();
+    let budgets: Vec<Budget> = state
+        .budgets()
+        .list(workspace)
+        .await?
+        .into_iter()
+        .map(|b| b.value)
+        .filter(|b| b.covers_subscription(subscription))
+        .collect();
+    let Some(from) = budgets.iter().map(|b| history_start(b, as_of)).min() else {
+        return Ok(0);
+    };
+    let scopes: Vec<&Scope> = budgets.iter().map(|b| &b.scope).collect();
+    let spend = Spend::load(state, workspace, &scopes, from, as_of).await?;
     let mut told = 0;
-    for budget in state.budgets().list(workspace).await? {
-        let budget = budget.value;
-        if !budget.covers_subscription(subscription) {
-            continue;
-        }
-        let (status, currency) = match evaluate(state, workspace, &budget, as_of).await? {
-            Some(s) => s,
-            None => continue,
+    for budget in &budgets {
+        let series = spend.series(&budget.scope, history_start(budget, as_of));
+        let status = match sixpence_analytics::budget::evaluate(&budget.engine(), &series, as_of) {
+            Ok(status) => status,
+            Err(err) => {
+                // Validated when saved, so a refusal is logged, not fatal to the other budgets.
+                tracing::warn!(workspace = %workspace, budget = %budget.id, error = %err, "budget not evaluated");
+                continue;
+            }
         };
         state
             .budgets()
-            .save_evaluation(workspace, budget.id, &Evaluation::of(&status, &currency))
+            .save_evaluation(
+                workspace,
+                budget.id,
+                &Evaluation::of(&status, spend.currency()),
+            )
             .await?;
         for crossing in &status.crossings {
             let key = crossing.key.as_row_key();
@@ -103,7 +119,7 @@ pub async fn check(
                 continue;
             }
             let event =
-                budgets::budget_event(workspace, &budget, &status, crossing, &currency, now);
+                budgets::budget_event(workspace, budget, &status, crossing, spend.currency(), now);
             state.events().raise(&event).await?;
             state.budgets().record_crossing(workspace, &key).await?;
             told += 1;
@@ -112,62 +128,138 @@ pub async fn check(
     Ok(told)
 }
 
-/// The engine's evaluation of `budget` on `as_of`, with the billing currency; `None` for a budget
-/// the engine refuses (it was validated when saved, so that is logged, not fatal).
-pub async fn evaluate(
-    state: &AppState,
-    workspace: WorkspaceId,
-    budget: &Budget,
-    as_of: Date,
-) -> Result<Option<(sixpence_analytics::budget::BudgetStatus, String)>> {
-    let period = Period::containing(budget.period, as_of);
-    let from = period
+/// The first day of history `budget` is evaluated on: its period's start, or earlier for the
+/// forecast.
+fn history_start(budget: &Budget, as_of: Date) -> Date {
+    Period::containing(budget.period, as_of)
         .start
-        .min(as_of - Duration::days(FORECAST_HISTORY_DAYS));
-    let (series, currency) = scope_series(state, workspace, &budget.scope, from, as_of).await?;
-    match sixpence_analytics::budget::evaluate(&budget.engine(), &series, as_of) {
-        Ok(status) => Ok(Some((status, currency))),
-        Err(err) => {
-            tracing::warn!(workspace = %workspace, budget = %budget.id, error = %err, "budget not evaluated");
-            Ok(None)
+        .min(as_of - Duration::days(FORECAST_HISTORY_DAYS))
+}
+
+/// A workspace's daily actual spend, read once for every budget evaluated together: one read per
+/// subscription (and per tag key a scope filters on), however many budgets there are.
+pub struct Spend {
+    rows: Vec<StoredRow>,
+    tags: ResourceTags,
+    currency: String,
+    to: Date,
+}
+
+impl Spend {
+    /// Reads the rows `from..=to` that any of `scopes` can include.
+    pub async fn load(
+        state: &AppState,
+        workspace: WorkspaceId,
+        scopes: &[&Scope],
+        from: Date,
+        to: Date,
+    ) -> Result<Spend> {
+        let every_subscription = scopes.iter().any(|s| s.subscriptions.is_empty());
+        let subscriptions: Vec<String> = state
+            .costs()
+            .subscriptions(workspace)
+            .await?
+            .into_iter()
+            .filter(|sub| {
+                every_subscription
+                    || scopes.iter().any(|s| {
+                        s.subscriptions
+                            .iter()
+                            .any(|chosen| chosen.eq_ignore_ascii_case(sub))
+                    })
+            })
+            .collect();
+        let mut rows: Vec<StoredRow> = Vec::new();
+        let mut currency = None;
+        for subscription in &subscriptions {
+            let (found, c) = state
+                .costs()
+                .read(
+                    workspace,
+                    subscription,
+                    from,
+                    to,
+                    Metric::Actual,
+                    &View::Service,
+                )
+                .await?;
+            currency = currency.or(c);
+            rows.extend(found);
         }
+        let tags = resource_tags(state, workspace, scopes, &subscriptions, from, to).await?;
+        Ok(Spend {
+            rows,
+            tags,
+            currency: currency.unwrap_or_default(),
+            to,
+        })
+    }
+
+    /// The daily spend in `scope` from `from` to the end of what was loaded.
+    pub fn series(&self, scope: &Scope, from: Date) -> DailySeries {
+        budgets::daily_spend(scope, &self.rows, &self.tags, from, self.to)
+    }
+
+    /// The billing currency of the rows ("" before any cost is synced).
+    pub fn currency(&self) -> &str {
+        &self.currency
     }
 }
 
-/// Daily actual spend of the rows in `scope`, `from..=to`, across the workspace's subscriptions.
-pub async fn scope_series(
+/// The tags the scopes' filters need. A key the workspace syncs costs by, with its history synced
+/// for every subscription, is read from its cost tag view; any other key falls back to the
+/// inventory's current tags (see `domain::budgets`).
+async fn resource_tags(
     state: &AppState,
     workspace: WorkspaceId,
-    scope: &Scope,
+    scopes: &[&Scope],
+    subscriptions: &[String],
     from: Date,
     to: Date,
-) -> Result<(DailySeries, String)> {
-    let mut rows: Vec<StoredRow> = Vec::new();
-    let mut currency = None;
-    let mut tags: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for subscription in state.costs().subscriptions(workspace).await? {
-        if !scope.subscriptions.is_empty()
-            && !scope
-                .subscriptions
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(&subscription))
-        {
+) -> Result<ResourceTags> {
+    let mut tags = ResourceTags::default();
+    let mut keys: Vec<&str> = scopes
+        .iter()
+        .flat_map(|s| s.tags.iter().map(|t| t.key.as_str()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(tags);
+    }
+    keys.sort_by_key(|k| k.to_lowercase());
+    keys.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    let synced = match state.tenancy().workspace(workspace).await? {
+        Some(w) => w.value.settings.cost_tag_keys,
+        None => Vec::new(),
+    };
+    let mut from_inventory = false;
+    'keys: for key in keys {
+        let Some(key) = synced.iter().find(|k| k.as_str().eq_ignore_ascii_case(key)) else {
+            from_inventory = true;
             continue;
+        };
+        let view = View::Tag(key.clone());
+        for subscription in subscriptions {
+            let missing = state
+                .costs()
+                .months_without(workspace, subscription, from, to, &view)
+                .await?;
+            if !missing.is_empty() {
+                from_inventory = true;
+                continue 'keys;
+            }
         }
-        let (found, c) = state
-            .costs()
-            .read(
-                workspace,
-                &subscription,
-                from,
-                to,
-                Metric::Actual,
-                &View::Service,
-            )
-            .await?;
-        currency = currency.or(c);
-        rows.extend(found);
-        if !scope.tags.is_empty() {
+        let mut rows = Vec::new();
+        for subscription in subscriptions {
+            let (found, _) = state
+                .costs()
+                .read(workspace, subscription, from, to, Metric::Actual, &view)
+                .await?;
+            rows.extend(found);
+        }
+        tags.add_costed(key, &rows);
+    }
+    if from_inventory {
+        for subscription in subscriptions {
             let filter = InventoryFilter {
                 subscription: Some(subscription.clone()),
                 ..InventoryFilter::default()
@@ -179,10 +271,7 @@ pub async fn scope_series(
                     .list(workspace, &filter, PageRequest { after, limit: 200 })
                     .await?;
                 for item in page.items {
-                    tags.insert(
-                        item.id.to_ascii_lowercase(),
-                        item.tags.into_iter().collect(),
-                    );
+                    tags.add_current(&item.id, item.tags.into_iter().collect());
                 }
                 match page.next {
                     Some(next) => after = Some(next),
@@ -191,8 +280,5 @@ pub async fn scope_series(
             }
         }
     }
-    Ok((
-        budgets::daily_spend(scope, &rows, &tags, from, to),
-        currency.unwrap_or_default(),
-    ))
+    Ok(tags)
 }

@@ -410,11 +410,16 @@ pub async fn list(
     let filters = parse_filters(raw.as_deref())?;
     let workspace = scoped.scope.id();
     let listing = format!("anomalies:{workspace}");
-    let offset: usize = match &filters.cursor {
-        Some(c) => decode_cursor(&listing, c)?
-            .parse()
-            .map_err(|_| bad("cursor", "is not valid for this listing"))?,
-        None => 0,
+    // A keyset cursor (the last item's place in the order), not an offset: an anomaly detected or
+    // extended between two pages then shifts nothing, so no item is skipped or shown twice. The
+    // partition is read whole and sorted here; a workspace holds hundreds to a few thousand
+    // episodes (one per series and incident), small enough for that.
+    let after: Option<OrderKey> = match &filters.cursor {
+        Some(c) => Some(
+            OrderKey::parse(&decode_cursor(&listing, c)?)
+                .ok_or_else(|| bad("cursor", "is not valid for this listing"))?,
+        ),
+        None => None,
     };
     let mut all: Vec<Anomaly> = state
         .anomalies()
@@ -423,23 +428,56 @@ pub async fn list(
         .into_iter()
         .map(|v| v.value)
         .filter(|a| matches(a, &filters))
+        .filter(|a| after.as_ref().is_none_or(|k| OrderKey::of(a) > *k))
         .collect();
-    all.sort_by(|x, y| {
-        y.episode
-            .end
-            .cmp(&x.episode.end)
-            .then(y.episode.start.cmp(&x.episode.start))
-            .then(x.id.cmp(&y.id))
-    });
-    let end = (offset + filters.limit as usize).min(all.len());
-    let items = all
-        .get(offset..end)
-        .unwrap_or_default()
-        .iter()
-        .map(view)
-        .collect();
-    let next_cursor = (end < all.len()).then(|| encode_cursor(&listing, &end.to_string()));
+    all.sort_by_key(OrderKey::of);
+    let limit = filters.limit as usize;
+    let next_cursor = (all.len() > limit)
+        .then(|| all.get(limit - 1))
+        .flatten()
+        .map(|last| encode_cursor(&listing, &OrderKey::of(last).render()));
+    let items = all.iter().take(limit).map(view).collect();
     Ok(Json(AnomalyList { items, next_cursor }))
+}
+
+/// The listing's order: the most recently ended first, then the most recently started, then by id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct OrderKey {
+    end: std::cmp::Reverse<Date>,
+    start: std::cmp::Reverse<Date>,
+    id: Uuid,
+}
+
+impl OrderKey {
+    fn of(anomaly: &Anomaly) -> OrderKey {
+        OrderKey {
+            end: std::cmp::Reverse(anomaly.episode.end),
+            start: std::cmp::Reverse(anomaly.episode.start),
+            id: anomaly.id,
+        }
+    }
+
+    fn render(&self) -> String {
+        format!("{}|{}|{}", self.end.0, self.start.0, self.id)
+    }
+
+    fn parse(text: &str) -> Option<OrderKey> {
+        let mut parts = text.split('|');
+        let mut date = || {
+            Date::parse(
+                parts.next()?,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .ok()
+        };
+        let (end, start) = (date()?, date()?);
+        let id = Uuid::parse_str(parts.next()?).ok()?;
+        Some(OrderKey {
+            end: std::cmp::Reverse(end),
+            start: std::cmp::Reverse(start),
+            id,
+        })
+    }
 }
 
 fn anomaly_id(text: &str) -> Result<Uuid> {

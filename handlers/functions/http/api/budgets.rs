@@ -532,8 +532,9 @@ pub async fn forecast(
     let period = sixpence_analytics::forecast::Period::containing(kind, as_of);
     let from = period.start.min(as_of - Duration::days(120));
     let scope = budget.as_ref().map(|b| b.scope.clone()).unwrap_or_default();
-    let (series, currency) =
-        budget_check::scope_series(&state, workspace, &scope, from, as_of).await?;
+    let spend = budget_check::Spend::load(&state, workspace, &[&scope], from, as_of).await?;
+    let series = spend.series(&scope, from);
+    let currency = spend.currency().to_owned();
     let forecast = sixpence_analytics::forecast::forecast_period(&series, as_of, kind)
         .map_err(|_| Error::Conflict("no synced costs to forecast from yet".to_owned()))?;
     Ok(Json(ForecastView {
