@@ -366,6 +366,16 @@ impl Sensitivity {
     /// any Bonferroni share, `(z₁ + z₂)/√2` is 5.40 against 5.5 (FB, 03-16 and 03-17), 3.32 against
     /// 4.7 (CRM) and 3.63 against 3.7 (AAPL): the t-widening of a young series' scale, not the
     /// one-day form of the test, is what holds them back.
+    ///
+    /// The run form of the same idea (a Western Electric style rule): two consecutive days each
+    /// beyond `c` (t-widened) on the same side, yesterday's score taken as its one-step error over
+    /// today's scale. With `c` from a 5 % Bonferroni share of the day test's budget,
+    /// `Φ̄(c)² = 0.05 Φ̄(k)`, i.e. 2.40 at Medium: NAB dev Medium 0.525 → 0.508 (false episodes
+    /// 0.35 → 0.43: a temperature's two-day dip, and the day before a labelled spike of a count
+    /// series), synthetic 0.886 → 0.894 (false episodes 0.09 unchanged), null false-flag rate
+    /// 3.3e-3 → 3.5e-3. At `c` 2.5: NAB unchanged, synthetic 0.891; at the textbook 2.0: NAB 0.523 (9 of 18
+    /// events but 0.56 false episodes), synthetic 0.893 / 0.13. Not adopted: a synthetic gain that
+    /// the real series do not confirm, and no way to the NAB target.
     pub fn threshold(self) -> f64 {
         match self {
             Sensitivity::Low => 4.0,
