@@ -24,7 +24,8 @@ use crate::app::AppState;
 use crate::domain::audit::AuditFilter;
 use crate::domain::costs::{Metric, Micros, View, YearMonth, resource_group_of};
 use crate::domain::exports::{
-    COST_COLUMNS, Export, FOCUS_VERSION, FileEntry, Manifest, SCHEMA_VERSION, resource_name,
+    COST_COLUMNS, Export, ExportStatus, FOCUS_VERSION, FileEntry, Manifest, SCHEMA_VERSION,
+    resource_name,
 };
 use crate::domain::inventory::{InventoryFilter, RecommendationFilter};
 use crate::domain::store::PageRequest;
@@ -51,6 +52,28 @@ pub fn container(state: &AppState) -> Result<Container> {
 
 fn storage_err(e: crate::storage::StorageError) -> Error {
     Error::Storage(e.into())
+}
+
+/// Deletes an expired export's archive and manifest and marks it `expired`. Best effort (logged,
+/// never fatal): the download route calls it when it finds the export past its window, and a
+/// sweeper can call it for every ready export whose `expires_at` has passed.
+pub async fn expire(state: &AppState, export: &Export) {
+    if let Ok(container) = container(state) {
+        for blob in [export.archive_blob(), export.manifest_blob()] {
+            if let Err(err) = container.delete(&blob).await {
+                tracing::warn!(error = %err, export = %export.id, "could not delete an expired export's blob");
+            }
+        }
+    }
+    if let Ok(Some(current)) = state.exports().get(export.workspace, export.id).await
+        && current.value.status == ExportStatus::Ready
+    {
+        let mut expired = current.value.clone();
+        expired.status = ExportStatus::Expired;
+        if let Err(err) = state.exports().update(&expired, &current.version).await {
+            tracing::warn!(error = %err, export = %export.id, "could not mark an export expired");
+        }
+    }
 }
 
 /// What [`build`] made.

@@ -101,7 +101,7 @@ impl ExportStore for TableExportStore {
             .into_iter()
             .map(decode)
             .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by(|a, b| b.value.created_at.cmp(&a.value.created_at));
+        out.sort_by_key(|e| std::cmp::Reverse(e.value.created_at));
         Ok(out)
     }
 

@@ -24,7 +24,6 @@ use crate::domain::audit::{Actor, AuditRecord, Change, Outcome};
 use crate::domain::exports::{Export, ExportStatus, MAX_PENDING};
 use crate::domain::tenancy::WorkspaceId;
 use crate::error::{Error, Result};
-#[allow(unused_imports)] // named by the OpenAPI annotations
 use crate::functions::http::problem::Problem;
 use crate::storage::names::EXPORTS_QUEUE;
 
@@ -233,7 +232,7 @@ pub async fn download(
     match export.status_at(now) {
         ExportStatus::Ready => {}
         ExportStatus::Expired => {
-            expire(&state, &export).await;
+            crate::exports::expire(&state, &export).await;
             append(&state, &record(Outcome::Rejected)).await;
             return Err(Error::Gone(
                 "this export has expired and its archive was deleted; request a new export"
@@ -285,26 +284,5 @@ pub async fn download(
 async fn append(state: &AppState, record: &AuditRecord) {
     if let Err(err) = state.audit().append(record).await {
         tracing::error!(error = %err, action = %record.action, workspace = %record.workspace, "audit record could not be written");
-    }
-}
-
-/// Deletes an expired export's blobs and marks it expired (best effort: a later download or the
-/// retention sweeper tries again).
-async fn expire(state: &AppState, export: &Export) {
-    if let Ok(container) = crate::exports::container(state) {
-        for blob in [export.archive_blob(), export.manifest_blob()] {
-            if let Err(err) = container.delete(&blob).await {
-                tracing::warn!(error = %err, export = %export.id, "could not delete an expired export's blob");
-            }
-        }
-    }
-    if let Ok(Some(current)) = state.exports().get(export.workspace, export.id).await
-        && current.value.status == ExportStatus::Ready
-    {
-        let mut expired = current.value.clone();
-        expired.status = ExportStatus::Expired;
-        if let Err(err) = state.exports().update(&expired, &current.version).await {
-            tracing::warn!(error = %err, export = %export.id, "could not mark an export expired");
-        }
     }
 }
