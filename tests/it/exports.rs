@@ -376,3 +376,69 @@ async fn a_message_the_export_function_cannot_read_is_poisoned_with_its_reason()
         );
     }
 }
+
+#[tokio::test]
+async fn an_export_whose_worker_crashed_mid_way_is_rebuilt_whole_on_redelivery() {
+    use sixpence::domain::exports::{ExportStatus, ExportStore as _};
+    let azurite = Arc::new(Azurite::start().await.expect("Azurite starts"));
+    let storage = sixpence::storage::Storage::connect(
+        &sixpence::storage::StorageConnection::parse_connection_string(azurite.connection_string())
+            .expect("connection string")
+            .with_max_retries(2),
+    )
+    .expect("storage");
+    let app = spawn_app_with(azurite.clone(), settings(azurite.connection_string())).await;
+    let owner = token("owner@crash.example");
+    let ws = app.create_workspace(&owner, "Crash").await;
+    let asked = request(&app, &owner, &ws).await;
+    assert_eq!(asked.status, 202, "{}", asked.text);
+    let id = asked.body["id"].as_str().expect("id").to_owned();
+
+    // A first attempt marked it running, staged part of an archive, and died.
+    let store = sixpence::storage::exports::TableExportStore::new(storage.clone());
+    let workspace = sixpence::domain::tenancy::WorkspaceId::parse(&ws).expect("workspace id");
+    let export_id = uuid::Uuid::parse_str(&id).expect("export id");
+    let current = store
+        .get(workspace, export_id)
+        .await
+        .expect("read")
+        .expect("the record");
+    let mut running = current.value.clone();
+    running.status = ExportStatus::Running;
+    store
+        .update(&running, &current.version)
+        .await
+        .expect("mark");
+    let container = storage
+        .blobs()
+        .container(sixpence::storage::names::EXPORTS_CONTAINER)
+        .expect("container");
+    for block in [b"00000000", b"00000001"] {
+        container
+            .stage_block(
+                &running.archive_blob(),
+                block,
+                bytes::Bytes::from_static(b"half an archive"),
+            )
+            .await
+            .expect("stage");
+    }
+    let seen = app
+        .get_as(&owner, &format!("/api/v1/workspaces/{ws}/exports/{id}"))
+        .await;
+    assert_eq!(seen.body["status"], "running");
+
+    // The redelivered message builds it again, whole.
+    run_export(&app, &ws, &id).await;
+    let ready = app
+        .get_as(&owner, &format!("/api/v1/workspaces/{ws}/exports/{id}"))
+        .await;
+    assert_eq!(ready.body["status"], "ready", "{}", ready.body);
+    let response = download(&app, &owner, &ws, &id).await;
+    assert_eq!(response.status(), 200);
+    let files = unzip(&response.bytes().await.expect("body"));
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).expect("manifest");
+    assert_eq!(manifest["export"], id.as_str());
+    let members = String::from_utf8(files["members.jsonl"].clone()).expect("utf-8");
+    assert_eq!(members.lines().count(), 1, "{members}");
+}
