@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::app::AppState;
 use crate::domain::exports::ExportStatus;
+use crate::domain::store::StoreError;
 use crate::error::Result;
 use crate::functions::http::api::exports::{ExportMessage, MESSAGE_VERSION};
 use crate::functions::invoke::HandlerFuture;
@@ -77,7 +78,23 @@ async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
             export.expires_at = Some(ready_at + ttl);
             export.size = Some(built.size);
             export.files = built.manifest.files;
-            state.exports().update(&export, &guard).await?;
+            match state.exports().update(&export, &guard).await {
+                Ok(_) => {}
+                // The workspace was deleted while the archive was being built: its deletion may
+                // already have swept the folder, so remove what this run just wrote.
+                Err(StoreError::NotFound) => {
+                    let container = crate::exports::container(&state)?;
+                    for blob in [export.archive_blob(), export.manifest_blob()] {
+                        container
+                            .delete(&blob)
+                            .await
+                            .map_err(|e| crate::error::Error::Storage(e.into()))?;
+                    }
+                    tracing::info!(workspace = %export.workspace, export = %export.id, "export deleted while it was built; its archive is removed");
+                    return Ok(Outputs::default());
+                }
+                Err(err) => return Err(err.into()),
+            }
             tracing::info!(workspace = %export.workspace, export = %export.id, size = built.size, "export ready");
             Ok(Outputs::default())
         }
