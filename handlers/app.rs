@@ -39,6 +39,7 @@ struct Inner {
     billing: Arc<crate::billing::BillingService>,
     anomalies: Arc<dyn crate::domain::anomalies::AnomalyStore>,
     budgets: Arc<dyn crate::domain::budgets::BudgetStore>,
+    exports: Arc<dyn crate::domain::exports::ExportStore>,
     /// Where producers raise events for delivery.
     events: Arc<dyn crate::domain::events::EventSink>,
     notifier: Arc<crate::notify::Notifier>,
@@ -97,6 +98,9 @@ impl AppState {
         let budgets = Arc::new(crate::storage::budgets::TableBudgetStore::new(
             storage.clone(),
         ));
+        let exports = Arc::new(crate::storage::exports::TableExportStore::new(
+            storage.clone(),
+        ));
         let events = Arc::new(crate::storage::events::QueueEventSink::new(storage.clone()));
         let notifier = Arc::new(notifier(&settings, &storage, tenancy.clone()));
         Self(Arc::new(Inner {
@@ -116,6 +120,7 @@ impl AppState {
             billing,
             anomalies,
             budgets,
+            exports,
             events,
             limits: RateLimits::default(),
             auth,
@@ -185,6 +190,10 @@ impl AppState {
 
     pub fn budgets(&self) -> &dyn crate::domain::budgets::BudgetStore {
         self.0.budgets.as_ref()
+    }
+
+    pub fn exports(&self) -> &dyn crate::domain::exports::ExportStore {
+        self.0.exports.as_ref()
     }
 
     pub fn events(&self) -> &dyn crate::domain::events::EventSink {

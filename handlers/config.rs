@@ -74,6 +74,7 @@ pub const AZURE_AUTHORITY: &str = "SIXPENCE_AZURE_AUTHORITY";
 pub const STRIPE_API_BASE: &str = "STRIPE_API_BASE";
 pub const STRIPE_PLANS: &str = "STRIPE_PLANS";
 pub const FREE_SUBSCRIPTIONS: &str = "SIXPENCE_FREE_SUBSCRIPTIONS";
+pub const EXPORT_TTL_HOURS: &str = "SIXPENCE_EXPORT_TTL_HOURS";
 pub const SECURITY_CONTACT: &str = "SIXPENCE_SECURITY_CONTACT";
 pub const SECURITY_POLICY: &str = "SIXPENCE_SECURITY_POLICY";
 pub const PUBLIC_URL: &str = "SIXPENCE_PUBLIC_URL";
@@ -82,6 +83,8 @@ pub const PUBLIC_URL: &str = "SIXPENCE_PUBLIC_URL";
 pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
 /// Azure subscriptions a workspace may choose for sync while it has no paid Stripe subscription.
 pub const DEFAULT_FREE_SUBSCRIPTIONS: u32 = 5;
+/// How long a finished workspace export can be downloaded.
+pub const DEFAULT_EXPORT_TTL_HOURS: u32 = 24;
 pub const APP_URL: &str = "SIXPENCE_APP_URL";
 pub const WEBHOOK_EXTRA_HOSTS: &str = "SIXPENCE_WEBHOOK_EXTRA_HOSTS";
 pub const WEBHOOK_ALLOW_LOOPBACK: &str = "SIXPENCE_WEBHOOK_ALLOW_LOOPBACK";
@@ -221,6 +224,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         false,
         "5",
         "Azure subscriptions a workspace may choose for sync without a paid (active, trialing or past-due) Stripe subscription. Default 5.",
+    ),
+    setting(
+        EXPORT_TTL_HOURS,
+        Scope::App,
+        false,
+        "24",
+        "Hours a finished workspace export can be downloaded (1 to 168); after that its download answers 410 and the archive is deleted. Default 24.",
     ),
     setting(
         SECURITY_CONTACT,
@@ -383,6 +393,8 @@ pub struct Settings {
     pub stripe_plans: Vec<(String, String)>,
     /// Subscriptions a workspace may choose without a paid Stripe subscription.
     pub free_subscriptions: u32,
+    /// How long a finished workspace export can be downloaded.
+    pub export_ttl: std::time::Duration,
     /// What `/.well-known/security.txt` says.
     pub security_txt: SecurityTxtSettings,
     pub mail_sender: Option<String>,
@@ -533,6 +545,18 @@ impl Settings {
                 DEFAULT_FREE_SUBSCRIPTIONS
             }),
         };
+        let export_ttl_hours = match get(EXPORT_TTL_HOURS) {
+            None => DEFAULT_EXPORT_TTL_HOURS,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(h @ 1..=168) => h,
+                _ => {
+                    problems.push(format!(
+                        "{EXPORT_TTL_HOURS} must be a whole number of hours from 1 to 168, got `{raw}`"
+                    ));
+                    DEFAULT_EXPORT_TTL_HOURS
+                }
+            },
+        };
         let security_txt = read_security_txt(&get, &mut problems);
         let mail_sender = get(MAIL_SENDER);
         if let Some(sender) = &mail_sender
@@ -620,6 +644,7 @@ impl Settings {
                 .unwrap_or_else(|| url::Url::parse(DEFAULT_STRIPE_API_BASE).expect("a URL")),
             stripe_plans,
             free_subscriptions,
+            export_ttl: std::time::Duration::from_secs(u64::from(export_ttl_hours) * 3600),
             security_txt,
             mail_sender,
             smtp_url: smtp_url.map(SecretString::from),

@@ -51,6 +51,9 @@ pub enum Error {
     /// The resource already exists or the request conflicts with its state (HTTP 409).
     #[error("{0}")]
     Conflict(String),
+    /// The resource existed but is gone for good, e.g. an export past its download window (HTTP 410).
+    #[error("{0}")]
+    Gone(String),
     /// `If-Match` named a version that is no longer current (HTTP 412).
     #[error("the resource changed since you read it; read it again and retry")]
     PreconditionFailed,

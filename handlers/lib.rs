@@ -34,6 +34,8 @@ pub mod domain;
 /// The application error and its mapping per transport.
 pub mod error;
 /// One module per Azure Function and the router.
+/// Workspace export archives, written straight into blob storage (`domain::exports` says what is in them).
+pub mod exports;
 pub mod functions;
 /// The Functions custom-handler protocol.
 pub mod host;

@@ -11,6 +11,7 @@ pub mod budgets;
 pub mod connections;
 pub mod costs;
 pub mod events;
+pub mod exports;
 pub mod idempotency;
 pub mod incidents;
 pub mod inventory;

@@ -72,6 +72,7 @@ pub const REGISTRY: &[FunctionDef] = &[
     queue::budget_check::FUNCTION,
     queue::notify_fanout::FUNCTION,
     queue::notify::FUNCTION,
+    queue::export::FUNCTION,
 ];
 
 /// Looks a function up by its name.

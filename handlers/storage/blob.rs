@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use azure_core::http::Url;
 use azure_storage_blob::models::{
-    BlobClientDeleteOptions, BlobContainerClientListBlobsOptions, BlockBlobClientUploadOptions,
+    BlobClientDeleteOptions, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientUploadOptions, BlockLookupList,
 };
 use azure_storage_blob::{
     BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
 };
 use bytes::Bytes;
 use futures::TryStreamExt as _;
+use futures::stream::BoxStream;
 
 use super::connection::StorageConnection;
 use super::transport::ServiceParts;
@@ -98,6 +100,24 @@ pub struct BlobInfo {
     pub size: u64,
     /// `Content-Type` as stored.
     pub content_type: Option<String>,
+}
+
+/// A blob opened for reading as a stream of chunks, so a large blob never sits in memory whole.
+pub struct BlobStream {
+    /// Size in bytes, when the service said.
+    pub size: Option<u64>,
+    /// `Content-Type` as stored.
+    pub content_type: Option<String>,
+    pub body: BoxStream<'static, Result<Bytes, StorageError>>,
+}
+
+impl std::fmt::Debug for BlobStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStream")
+            .field("size", &self.size)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Container {
@@ -246,6 +266,76 @@ impl Container {
             bytes,
             content_type,
             etag,
+        }))
+    }
+
+    /// Uploads one block of a block blob (Put Block). Nothing is visible until
+    /// [`Container::commit_blocks`] names it; uncommitted blocks are discarded by the service after
+    /// a week. Staging the same id again replaces that block, so a rerun after a crash starts over.
+    /// All ids of one blob must have the same length.
+    pub async fn stage_block(
+        &self,
+        name: &str,
+        block_id: &[u8],
+        content: Bytes,
+    ) -> Result<(), StorageError> {
+        const OP: &str = "blob.stage_block";
+        let blob = self.blob_client(OP, name)?.block_blob_client();
+        let length = content.len() as u64;
+        blob.stage_block(block_id, length, content.into(), None)
+            .await
+            .map_err(|e| StorageError::from_sdk(OP, e))?;
+        Ok(())
+    }
+
+    /// Makes the blob the staged blocks `block_ids`, in order (Put Block List), replacing whatever
+    /// the blob held.
+    pub async fn commit_blocks(
+        &self,
+        name: &str,
+        block_ids: Vec<Vec<u8>>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        const OP: &str = "blob.commit_blocks";
+        let blob = self.blob_client(OP, name)?.block_blob_client();
+        let list = BlockLookupList {
+            latest: Some(block_ids),
+            ..Default::default()
+        };
+        let options = BlockBlobClientCommitBlockListOptions {
+            blob_content_type: Some(content_type.to_owned()),
+            ..Default::default()
+        };
+        blob.commit_block_list(
+            list.try_into().map_err(|e| StorageError::from_sdk(OP, e))?,
+            Some(options),
+        )
+        .await
+        .map_err(|e| StorageError::from_sdk(OP, e))?;
+        Ok(())
+    }
+
+    /// Opens a blob for streaming; `None` if it does not exist.
+    pub async fn open(&self, name: &str) -> Result<Option<BlobStream>, StorageError> {
+        const OP: &str = "blob.open";
+        let blob = self.blob_client(OP, name)?;
+        let result = match blob.download(None).await {
+            Ok(result) => result,
+            Err(e) => {
+                return match StorageError::from_sdk(OP, e) {
+                    StorageError::NotFound(_) => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        Ok(Some(BlobStream {
+            size: result.properties.content_length,
+            content_type: result.properties.content_type.clone(),
+            body: Box::pin(
+                result
+                    .body
+                    .map_err(|e| StorageError::from_sdk("blob.read", e)),
+            ),
         }))
     }
 

@@ -33,6 +33,7 @@ pub mod budgets;
 pub mod connection;
 pub mod costs;
 pub mod events;
+pub mod exports;
 pub mod idempotency;
 pub mod incidents;
 pub mod inventory;
@@ -50,7 +51,7 @@ mod transport;
 use std::fmt;
 use std::sync::Arc;
 
-pub use blob::{BlobContent, BlobInfo, BlobService, Container};
+pub use blob::{BlobContent, BlobInfo, BlobService, BlobStream, Container};
 pub use connection::{ConnectionError, Endpoints, StorageConnection};
 pub use queue::{PeekedMessage, Queue, QueueService, ReceivedMessage, SentMessage, UpdatedMessage};
 pub use table::{

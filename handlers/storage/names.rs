@@ -78,6 +78,10 @@ pub const INBOX_TABLE: &str = "inbox";
 /// Events gathered for digests, one partition per workspace, channel and window.
 pub const DIGESTS_TABLE: &str = "digests";
 
+/// Workspace export requests and their status (`storage::exports`), one partition per workspace
+/// (RowKey = export id); deleted with the workspace.
+pub const EXPORTS_TABLE: &str = "exports";
+
 /// Tables.
 pub const TABLES: &[&str] = &[
     SYSTEM_TABLE,
@@ -102,6 +106,7 @@ pub const TABLES: &[&str] = &[
     DELIVERIES_TABLE,
     INBOX_TABLE,
     DIGESTS_TABLE,
+    EXPORTS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.

@@ -63,6 +63,11 @@ param stripePlans string = ''
 @minValue(0)
 param freeSubscriptions int = 5
 
+@description('Hours a finished workspace export can be downloaded (SIXPENCE_EXPORT_TTL_HOURS).')
+@minValue(1)
+@maxValue(168)
+param exportTtlHours int = 24
+
 @description('Vulnerability disclosure contact(s) published in /.well-known/security.txt (SIXPENCE_SECURITY_CONTACT): mailto:/https: URIs or email addresses, comma-separated.')
 param securityContact string
 
@@ -180,6 +185,7 @@ var plainSettings = [
   { name: 'STRIPE_API_BASE', value: stripeApiBase }
   { name: 'STRIPE_PLANS', value: stripePlans }
   { name: 'SIXPENCE_FREE_SUBSCRIPTIONS', value: string(freeSubscriptions) }
+  { name: 'SIXPENCE_EXPORT_TTL_HOURS', value: string(exportTtlHours) }
   { name: 'SIXPENCE_SECURITY_CONTACT', value: securityContact }
   { name: 'SIXPENCE_SECURITY_POLICY', value: securityPolicy }
   { name: 'SIXPENCE_PUBLIC_URL', value: publicUrl }

@@ -329,6 +329,12 @@ fn case(
                 json!([{"field": "read", "from": null, "to": "true"}]),
             )
         },
+        ("POST", "/api/v1/workspaces/{id}/exports") => case(
+            format!("/api/v1/workspaces/{a}/exports"),
+            None,
+            &owner,
+            json!([{"field": "status", "from": null, "to": "queued"}]),
+        ),
         (method, path) => panic!(
             "{method} {path} changes state but is not described in api_audit::case: say who makes a \
              successful call and what its audit record's `changes` are"
@@ -430,6 +436,10 @@ async fn every_state_changing_route_writes_exactly_one_record() {
         if spec.path.ends_with("/invitations") {
             let id = answer.body["id"].as_str().expect("invitation id");
             assert_eq!(record["target"], format!("invitation/{id}"), "{label}");
+        }
+        if spec.path.ends_with("/exports") {
+            let id = answer.body["id"].as_str().expect("export id");
+            assert_eq!(record["target"], format!("export/{id}"), "{label}");
         }
         assert!(
             !record.to_string().contains('@'),

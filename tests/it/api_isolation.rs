@@ -172,6 +172,14 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             Some(json!({ "verdict": "expected" })),
         ),
         ("GET", "/api/v1/workspaces/{id}/analytics-settings") => (Read, 200, None),
+        ("POST", "/api/v1/workspaces/{id}/exports") => (Administer, 202, None),
+        ("GET", "/api/v1/workspaces/{id}/exports") => (Administer, 200, None),
+        // The matrix's workspace has no such export: an owner or admin learns that (404).
+        (
+            "GET",
+            "/api/v1/workspaces/{id}/exports/{exportId}"
+            | "/api/v1/workspaces/{id}/exports/{exportId}/download",
+        ) => (Administer, 404, None),
         ("GET", "/api/v1/workspaces/{id}/budgets") => (Read, 200, None),
         ("POST", "/api/v1/workspaces/{id}/budgets") => (
             Permission::Analyse,
@@ -309,6 +317,7 @@ fn path_for(spec: &RouteSpec, cast: &Cast) -> String {
         .replace("{connectionId}", &cast.connection)
         .replace("{anomalyId}", NO_ANOMALY)
         .replace("{budgetId}", NO_ANOMALY)
+        .replace("{exportId}", NO_ANOMALY)
         .replace("{channelId}", &cast.channel)
         .replace("{notificationId}", &cast.notification);
     assert!(

@@ -197,6 +197,7 @@ impl Error {
             Error::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
             }
+            Error::Gone(_) => Problem::new(StatusCode::GONE, "gone", "Gone", detail),
             Error::PreconditionFailed => Problem::new(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",

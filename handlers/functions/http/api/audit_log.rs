@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use super::context::{Scoped, decode_cursor, encode_cursor, page_limit};
 use super::views::{AuditEntry, ChangeView, Paged, timestamp};
 use crate::app::AppState;
-use crate::domain::audit::{Actor, AuditFilter, Outcome};
+use crate::domain::audit::{Actor, AuditFilter, AuditRecord, Outcome};
 use crate::domain::store::{PageRequest, StoreError};
 use crate::domain::tenancy::UserId;
 use crate::error::{Error, Result};
@@ -91,38 +91,39 @@ pub async fn list(
             }
             other => other.into(),
         })?;
-    let items = page
-        .items
-        .into_iter()
-        .map(|r| AuditEntry {
-            at: timestamp(r.at),
-            actor: match r.actor {
-                Actor::User { id } => id.to_string(),
-                Actor::System { component } => format!("system:{component}"),
-            },
-            action: r.action,
-            target: r.target,
-            request_id: r.request_id,
-            outcome: match r.outcome {
-                Outcome::Succeeded => "succeeded",
-                Outcome::Denied => "denied",
-                Outcome::Rejected => "rejected",
-                Outcome::Failed => "failed",
-            }
-            .to_owned(),
-            changes: r
-                .changes
-                .into_iter()
-                .map(|c| ChangeView {
-                    field: c.field,
-                    from: c.from,
-                    to: c.to,
-                })
-                .collect(),
-        })
-        .collect();
+    let items = page.items.into_iter().map(entry).collect();
     Ok(Json(Paged {
         items,
         next_cursor: page.next.map(|n| encode_cursor(&listing, &n)),
     }))
+}
+
+/// An audit record as the API (and a workspace export) shows it.
+pub fn entry(r: AuditRecord) -> AuditEntry {
+    AuditEntry {
+        at: timestamp(r.at),
+        actor: match r.actor {
+            Actor::User { id } => id.to_string(),
+            Actor::System { component } => format!("system:{component}"),
+        },
+        action: r.action,
+        target: r.target,
+        request_id: r.request_id,
+        outcome: match r.outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Denied => "denied",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+        }
+        .to_owned(),
+        changes: r
+            .changes
+            .into_iter()
+            .map(|c| ChangeView {
+                field: c.field,
+                from: c.from,
+                to: c.to,
+            })
+            .collect(),
+    }
 }

@@ -257,7 +257,7 @@ fn status_view(e: &Evaluation) -> BudgetStatusView {
     }
 }
 
-fn view(b: &Budget, evaluation: Option<&Evaluation>) -> BudgetView {
+pub(crate) fn view(b: &Budget, evaluation: Option<&Evaluation>) -> BudgetView {
     BudgetView {
         id: b.id.to_string(),
         name: b.name.clone(),

@@ -13,6 +13,7 @@ pub mod budgets;
 pub mod connections;
 pub mod context;
 pub mod costs;
+pub mod exports;
 pub mod inventory;
 pub mod invitations;
 pub mod limits;
@@ -531,6 +532,39 @@ pub fn routes() -> Vec<ApiRoute> {
             None,
             false,
             notifications::deliveries,
+        ),
+        route(
+            "POST",
+            "/api/v1/workspaces/{id}/exports",
+            Administer,
+            Some("export.request"),
+            true,
+            exports::request,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/exports",
+            Administer,
+            None,
+            false,
+            exports::list,
+        ),
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/exports/{exportId}",
+            Administer,
+            None,
+            false,
+            exports::get,
+        ),
+        // Audited by the handler (`export.download`): a read, so the table declares no action.
+        route(
+            "GET",
+            "/api/v1/workspaces/{id}/exports/{exportId}/download",
+            Administer,
+            None,
+            false,
+            exports::download,
         ),
     ]
 }

@@ -16,8 +16,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::{
-    RouteSpec, anomalies, audit_log, billing, budgets, connections, costs, inventory, invitations,
-    members, notifications, syncs, workspaces,
+    RouteSpec, anomalies, audit_log, billing, budgets, connections, costs, exports, inventory,
+    invitations, members, notifications, syncs, workspaces,
 };
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
@@ -85,6 +85,10 @@ use crate::functions::http::problem::Problem;
         notifications::mark_all_read,
         notifications::mark_read,
         notifications::deliveries,
+        exports::request,
+        exports::list,
+        exports::get,
+        exports::download,
     ),
     components(schemas(Problem)),
     tags(
@@ -101,6 +105,7 @@ use crate::functions::http::problem::Problem;
         (name = "anomalies", description = "Detected cost anomalies with root causes, analysts' feedback, and the analytics settings"),
         (name = "budgets", description = "Budgets with thresholds on actual and forecast spend, and period-end forecasts"),
         (name = "notifications", description = "Notification channels (email, Slack, Teams, in-app), your in-app notifications and the delivery log"),
+        (name = "exports", description = "Workspace exports: everything Sixpence holds about a workspace in one zip (costs as FOCUS CSV), downloadable until it expires"),
         (name = "meta", description = "This document"),
     )
 )]
