@@ -374,9 +374,9 @@ fn decode_qp(body: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn assert_reads_well(mime: &str) {
+fn assert_reads_well(mime: &str, sender: &str) {
     assert!(mime.contains("multipart/alternative"), "{mime}");
-    assert!(mime.contains(&format!("From: {SENDER}")), "{mime}");
+    assert!(mime.contains(&format!("From: {sender}")), "{mime}");
     assert!(mime.contains("Message-ID: <"), "{mime}");
     let (subject, text, html) = parts(mime);
     assert!(!subject.is_empty(), "{mime}");
@@ -436,7 +436,7 @@ async fn graph_email_arrives_once_through_down_throttled_failing_and_slow_graph(
         "{subjects:?}"
     );
     for mime in &accepted {
-        assert_reads_well(mime);
+        assert_reads_well(mime, SENDER);
         assert!(mime.contains("finops@contoso.example") && mime.contains("cfo@contoso.example"));
     }
     let role_mail = accepted
@@ -525,7 +525,7 @@ async fn smtp_email_arrives_once_through_a_down_failing_and_slow_mail_server() {
         "the 451 and the 421 were hit, then one each"
     );
     for mime in &accepted {
-        assert_reads_well(mime);
+        assert_reads_well(mime, SENDER);
     }
     // Message-IDs are distinct per notification and stable per delivery.
     let ids: std::collections::HashSet<_> = accepted
@@ -720,4 +720,55 @@ async fn the_inbox_and_the_delivery_log_page_with_cursors() {
         )
         .await;
     answer.assert_problem(400, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_local_run_reads_its_email_at_the_simulated_tenant() {
+    // As `make dev` runs it: development, Graph at the simulated tenant over loopback http, no
+    // managed identity (the development token is used).
+    let sim = sixpence_azure_sim::SimTenant::start(sixpence_azure_sim::SimConfig::default())
+        .await
+        .expect("the simulated tenant starts");
+    let base = url::Url::parse(&sim.base_url()).unwrap();
+    let w = world_with(move |s| {
+        s.mail_sender = Some("notifications@sixpence.localhost".into());
+        s.email.transport = EmailTransport::Graph;
+        s.email.graph_url = base;
+        s.email.graph_credential = None;
+    })
+    .await;
+    email_channel(&w, &["dev@contoso.example"], json!({})).await;
+    w.raise(&role_event(w.workspace_id())).await;
+    let mail_url = format!("{}/_sim/mail", sim.base_url().trim_end_matches('/'));
+    let read = || async {
+        reqwest::get(&mail_url)
+            .await
+            .expect("GET /_sim/mail")
+            .json::<Value>()
+            .await
+            .expect("JSON")
+    };
+    let mut mail = Value::Null;
+    for _ in 0..20 {
+        w.pump(Duration::from_millis(500), || false).await;
+        mail = read().await;
+        if !mail["value"].as_array().unwrap().is_empty() {
+            break;
+        }
+    }
+    let value = mail["value"].as_array().unwrap();
+    assert_eq!(value.len(), 1, "{mail:#}");
+    assert_eq!(value[0]["sender"], "notifications@sixpence.localhost");
+    assert_eq!(value[0]["to"], "dev@contoso.example");
+    assert!(
+        value[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("Azure stopped accepting connection"),
+        "{mail:#}"
+    );
+    assert_reads_well(
+        value[0]["mime"].as_str().unwrap(),
+        "notifications@sixpence.localhost",
+    );
 }
