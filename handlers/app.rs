@@ -52,7 +52,8 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, storage: Storage, auth: Authenticator) -> Self {
+    /// Builds the clients (no network I/O); fails only on configuration no request could work with.
+    pub fn new(settings: Settings, storage: Storage, auth: Authenticator) -> anyhow::Result<Self> {
         let system = Arc::new(crate::storage::system::TableSystemStore::new(
             storage.clone(),
         ));
@@ -102,8 +103,8 @@ impl AppState {
             storage.clone(),
         ));
         let events = Arc::new(crate::storage::events::QueueEventSink::new(storage.clone()));
-        let notifier = Arc::new(notifier(&settings, &storage, tenancy.clone()));
-        Self(Arc::new(Inner {
+        let notifier = Arc::new(notifier(&settings, &storage, tenancy.clone())?);
+        Ok(Self(Arc::new(Inner {
             notifier,
             settings,
             storage,
@@ -125,7 +126,7 @@ impl AppState {
             limits: RateLimits::default(),
             auth,
             ready: OnceCell::new(),
-        }))
+        })))
     }
 
     pub fn settings(&self) -> &Settings {
@@ -264,10 +265,13 @@ fn notifier(
     settings: &Settings,
     storage: &Storage,
     tenancy: Arc<dyn TenancyStore>,
-) -> crate::notify::Notifier {
-    let webhooks = crate::notify::WebhookClient::new(settings.webhooks.clone())
-        .expect("the webhook HTTP client builds (no I/O happens here)");
-    crate::notify::Notifier::new(
+) -> anyhow::Result<crate::notify::Notifier> {
+    let request_timeout = crate::notify::late_cap(settings.notify_send_timeout);
+    let webhooks =
+        crate::notify::WebhookClient::with_timeout(settings.webhooks.clone(), request_timeout)
+            .map_err(|e| anyhow::anyhow!("the webhook HTTP client cannot be built: {e}"))?;
+    let email = email_sender(settings, request_timeout)?;
+    Ok(crate::notify::Notifier::new(
         storage.clone(),
         Arc::new(crate::storage::notifications::TableChannelStore::new(
             storage.clone(),
@@ -280,12 +284,72 @@ fn notifier(
         )),
         tenancy,
         webhooks,
-        None,
+        email,
         keyring(settings),
         settings.app_url.clone(),
     )
     .with_retry_base(settings.notify_retry_base)
     .with_gather(settings.notify_gather)
+    .with_send_timeout(settings.notify_send_timeout))
+}
+
+/// The email sender the settings choose (validated with them; here only the clients are built).
+fn email_sender(
+    settings: &Settings,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Option<Arc<dyn crate::notify::EmailSender>>> {
+    use crate::config::EmailTransport;
+    let from = || {
+        settings
+            .mail_sender
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("{} is not set", crate::config::MAIL_SENDER))
+    };
+    Ok(match settings.email.transport {
+        EmailTransport::None => None,
+        EmailTransport::Smtp => {
+            let url = settings
+                .smtp_url
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("{} is not set", crate::config::SMTP_URL))?;
+            Some(Arc::new(crate::notify::SmtpSender::new(
+                url,
+                &from()?,
+                timeout,
+            )?))
+        }
+        EmailTransport::Graph => {
+            // The app's own identity: the managed identity storage is reached with.
+            let credential = settings
+                .email
+                .graph_credential
+                .clone()
+                .or_else(|| settings.storage.token_credential())
+                .or_else(|| {
+                    // The local run: the simulated tenant's Graph stand-in takes any token.
+                    let loopback = settings.email.graph_url.scheme() == "http";
+                    (loopback && settings.environment == crate::config::Environment::Development)
+                        .then(|| {
+                            Arc::new(crate::notify::email::DevelopmentGraphToken)
+                                as Arc<dyn azure_core::credentials::TokenCredential>
+                        })
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}=graph sends with the app's managed identity, but storage is not \
+                         identity-based (AzureWebJobsStorage__credential=managedidentity); \
+                         use smtp or none",
+                        crate::config::EMAIL_TRANSPORT
+                    )
+                })?;
+            Some(Arc::new(crate::notify::GraphSender::new(
+                &settings.email.graph_url,
+                &from()?,
+                credential,
+                timeout,
+            )?))
+        }
+    })
 }
 
 /// The custom handler, bound and ready to serve.
@@ -304,7 +368,7 @@ impl App {
         let auth = Authenticator::from_settings(&settings)?;
         Ok(Self {
             listener,
-            state: AppState::new(settings, storage, auth),
+            state: AppState::new(settings, storage, auth)?,
         })
     }
 

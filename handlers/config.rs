@@ -65,6 +65,8 @@ pub const STRIPE_SECRET_KEY: &str = "STRIPE_SECRET_KEY";
 pub const STRIPE_WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
 pub const MAIL_SENDER: &str = "MAIL_SENDER";
 pub const SMTP_URL: &str = "SMTP_URL";
+pub const EMAIL_TRANSPORT: &str = "SIXPENCE_EMAIL_TRANSPORT";
+pub const GRAPH_URL: &str = "SIXPENCE_GRAPH_URL";
 pub const AUTH_AUTHORITY: &str = "SIXPENCE_AUTH_AUTHORITY";
 pub const AUTH_AUDIENCE: &str = "SIXPENCE_AUTH_AUDIENCE";
 pub const AUTH_ALLOWED_TENANTS: &str = "SIXPENCE_AUTH_ALLOWED_TENANTS";
@@ -257,15 +259,29 @@ pub const SETTINGS: &[SettingSpec] = &[
         MAIL_SENDER,
         Scope::App,
         false,
-        "",
-        "Mailbox Microsoft Graph sendMail sends as (the app's managed identity needs Mail.Send).",
+        "notifications@sixpence.localhost",
+        "Mailbox notification email is sent as (`From`). With Graph the app's managed identity needs the Mail.Send application permission, limited to this mailbox by an application access policy.",
+    ),
+    setting(
+        EMAIL_TRANSPORT,
+        Scope::App,
+        false,
+        "graph",
+        "How notification email leaves: `graph` (Microsoft Graph sendMail as MAIL_SENDER, with the app's managed identity), `smtp` (SMTP_URL) or `none` (email channels' deliveries fail and show why in the delivery log). Unset: `smtp` if SMTP_URL is set, `graph` if MAIL_SENDER is, else `none`.",
+    ),
+    setting(
+        GRAPH_URL,
+        Scope::App,
+        false,
+        "http://127.0.0.1:8089",
+        "Microsoft Graph's base URL (`https://graph.microsoft.com` when unset; a national cloud's Graph, or in development a loopback stand-in over http://). Tokens are asked for `<this URL>/.default`.",
     ),
     setting(
         SMTP_URL,
         Scope::App,
         true,
         "",
-        "Optional SMTP alternative to Graph: `smtps://user:password@host:465`. Key Vault reference in Azure.",
+        "SMTP alternative to Graph: `smtps://user:password@host` (implicit TLS, port 465), `smtp://user:password@host` (STARTTLS required, port 587); `smtp://127.0.0.1:1025?tls=none` only to a loopback server. Key Vault reference in Azure.",
     ),
     setting(
         AUTH_AUTHORITY,
@@ -399,6 +415,8 @@ pub struct Settings {
     pub security_txt: SecurityTxtSettings,
     pub mail_sender: Option<String>,
     pub smtp_url: Option<SecretString>,
+    /// How notification email is sent.
+    pub email: EmailSettings,
     pub auth: AuthSettings,
     /// Where customers' tenants are reached.
     pub azure: crate::azure::AzureEndpoints,
@@ -410,11 +428,33 @@ pub struct Settings {
     pub notify_retry_base: std::time::Duration,
     /// How long anomalies are gathered into one digest. Not an app setting: tests shorten it.
     pub notify_gather: std::time::Duration,
+    /// How long a receiver has to answer before the attempt counts as transient. Not an app
+    /// setting: tests shorten it (production: `domain::notifications::SEND_TIMEOUT`).
+    pub notify_send_timeout: std::time::Duration,
     /// The cost sync's own Cost Management pacing instead of the documented per-tenant quotas. Not an
     /// app setting: only benchmarks set it, to measure the worker rather than the quota.
     pub cost_pacing: Option<crate::azure::pacer::PacingOptions>,
     /// Settings whose Key Vault reference did not resolve; treated as unset and logged at start-up.
     pub unresolved_key_vault_references: Vec<&'static str>,
+}
+
+/// How notification email leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTransport {
+    Graph,
+    Smtp,
+    None,
+}
+
+/// Email delivery settings.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub transport: EmailTransport,
+    /// Microsoft Graph's root (a loopback stand-in in tests and the local run).
+    pub graph_url: url::Url,
+    /// The identity Graph tokens come from. Not an app setting: production uses the app's managed
+    /// identity (the one storage uses); tests and the local run inject a stand-in's credential.
+    pub graph_credential: Option<std::sync::Arc<dyn azure_core::credentials::TokenCredential>>,
 }
 
 /// One or more settings are missing or invalid; each problem names its setting.
@@ -565,12 +605,58 @@ impl Settings {
             problems.push(format!("{MAIL_SENDER} must be a mailbox address"));
         }
         let smtp_url = get(SMTP_URL);
-        if let Some(raw) = &smtp_url {
-            match url::Url::parse(raw) {
-                Ok(url) if matches!(url.scheme(), "smtp" | "smtps") => {}
-                // Never echo the value: it carries a password.
-                _ => problems.push(format!("{SMTP_URL} must be an smtp:// or smtps:// URL")),
+        let mut email_ok = true;
+        if let Some(raw) = &smtp_url
+            && let Err(reason) = crate::notify::email::parse_smtp_url(raw)
+        {
+            // Never echo the value: it carries a password.
+            problems.push(format!("{SMTP_URL} is invalid: {reason}"));
+            email_ok = false;
+        }
+        let graph_url = match get(GRAPH_URL) {
+            None => url::Url::parse(crate::notify::email::DEFAULT_GRAPH_URL).expect("a URL"),
+            Some(raw) => match url::Url::parse(raw.trim_end_matches('/')) {
+                Ok(url)
+                    if validate_authority(url.as_str().trim_end_matches('/')).is_ok()
+                        && url.path() == "/" =>
+                {
+                    url
+                }
+                _ => {
+                    problems.push(format!(
+                        "{GRAPH_URL} must be an https:// URL without a path (http:// only to a loopback address), got `{raw}`"
+                    ));
+                    email_ok = false;
+                    url::Url::parse(crate::notify::email::DEFAULT_GRAPH_URL).expect("a URL")
+                }
+            },
+        };
+        let transport = match get(EMAIL_TRANSPORT).as_deref() {
+            None if smtp_url.is_some() => EmailTransport::Smtp,
+            None if mail_sender.is_some() => EmailTransport::Graph,
+            None | Some("none") => EmailTransport::None,
+            Some("graph") => EmailTransport::Graph,
+            Some("smtp") => EmailTransport::Smtp,
+            Some(other) => {
+                problems.push(format!(
+                    "{EMAIL_TRANSPORT} must be `graph`, `smtp` or `none`, got `{other}`"
+                ));
+                email_ok = false;
+                EmailTransport::None
             }
+        };
+        if email_ok && transport != EmailTransport::None && mail_sender.is_none() {
+            problems.push(format!(
+                "{EMAIL_TRANSPORT} `{}` needs {MAIL_SENDER} (the mailbox email is sent as)",
+                if transport == EmailTransport::Graph {
+                    "graph"
+                } else {
+                    "smtp"
+                }
+            ));
+        }
+        if email_ok && transport == EmailTransport::Smtp && smtp_url.is_none() {
+            problems.push(format!("{EMAIL_TRANSPORT} `smtp` needs {SMTP_URL}"));
         }
 
         if environment == Environment::Production
@@ -648,6 +734,11 @@ impl Settings {
             security_txt,
             mail_sender,
             smtp_url: smtp_url.map(SecretString::from),
+            email: EmailSettings {
+                transport,
+                graph_url,
+                graph_credential: None,
+            },
             auth,
             azure,
             app_url,
@@ -657,6 +748,7 @@ impl Settings {
             },
             notify_retry_base: crate::domain::notifications::BASE_RETRY_DELAY,
             notify_gather: crate::domain::notifications::ANOMALY_GATHER,
+            notify_send_timeout: crate::domain::notifications::SEND_TIMEOUT,
             cost_pacing: None,
             unresolved_key_vault_references: unresolved.into_inner(),
         })

@@ -63,5 +63,7 @@ if ! "$bin/sixpence-local-host" demo --app-root "$repo_root" --simulator "http:/
   exit 1
 fi
 
+echo "==> notification email goes to the simulated tenant's Microsoft Graph: http://127.0.0.1:$sim_port/_sim/mail"
+
 # Until the local host exits (Ctrl-C, or the handler died).
 wait "${pids[0]}"

@@ -481,6 +481,41 @@ impl InAppNotification {
     }
 }
 
+/// Where a delivery record stands in the log's order: newest `updated_at` first, then by channel
+/// and key, so every record has one place and a page boundary is a total order (a record updated
+/// after a page was read moves to the top, as a log should, and is not repeated below).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogPosition {
+    /// `-updated_at` in Unix nanoseconds (so ascending order is newest first).
+    pub newest_first: i128,
+    pub channel: ChannelId,
+    pub key: String,
+}
+
+impl LogPosition {
+    pub fn of(record: &DeliveryRecord) -> Self {
+        Self {
+            newest_first: -record.updated_at.unix_timestamp_nanos(),
+            channel: record.channel,
+            key: record.key.clone(),
+        }
+    }
+
+    /// An opaque text form for cursors.
+    pub fn encode(&self) -> String {
+        format!("{}|{}|{}", self.newest_first, self.channel, self.key)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '|');
+        Some(Self {
+            newest_first: parts.next()?.parse().ok()?,
+            channel: ChannelId::parse(parts.next()?)?,
+            key: parts.next()?.to_owned(),
+        })
+    }
+}
+
 /// A workspace's channels.
 #[async_trait::async_trait]
 pub trait ChannelStore: Send + Sync {
@@ -517,10 +552,12 @@ pub trait DeliveryStore: Send + Sync {
         record: &DeliveryRecord,
         guard: Option<&Version>,
     ) -> Result<Version, StoreError>;
-    /// The workspace's delivery log, newest first, at most `limit`.
+    /// The workspace's delivery log, newest first (see [`LogPosition`]), at most `limit`, after
+    /// `after` (the position of the last record of the previous page).
     async fn log(
         &self,
         workspace: WorkspaceId,
+        after: Option<&LogPosition>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
 }
@@ -531,12 +568,14 @@ pub trait Inbox: Send + Sync {
     /// Adds `notification` for `user`; `Ok(false)` if it is there already (a redelivery).
     async fn add(&self, user: UserId, notification: &InAppNotification)
     -> Result<bool, StoreError>;
-    /// Newest first, at most `limit`.
+    /// Newest first (by id, see [`InAppNotification::id_for`]), at most `limit`, after the one
+    /// whose id is `after` (the last of the previous page).
     async fn list(
         &self,
         workspace: WorkspaceId,
         user: UserId,
         unread_only: bool,
+        after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InAppNotification>, StoreError>;
     async fn unread_count(&self, workspace: WorkspaceId, user: UserId) -> Result<u64, StoreError>;

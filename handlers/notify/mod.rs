@@ -17,6 +17,14 @@
 //! - a **live but slow** worker cannot overlap a successor: every send is bounded by
 //!   [`SEND_TIMEOUT`] (15 s) and the lease (60 s) is longer than a send plus the mark, so a claim is
 //!   only taken over once its holder has finished or given up sending;
+//! - a **slow receiver** (no answer within [`SEND_TIMEOUT`]) counts as a transient failure, but its
+//!   request is not abandoned: it may run on to [`late_cap`] (twice the timeout), and the retry is
+//!   scheduled only after that, so if the receiver accepts late, a watcher marks the record `sent`
+//!   (If-Match on the `retrying` record it left) and the retry finds it done: one copy. Exactly
+//!   once then means *once per answer we can observe*: a receiver that accepts after [`late_cap`]
+//!   (the request is dropped, the receiver may still act on it) or a worker that dies while the
+//!   late request is in flight can still lead to a second copy; for email it carries the same
+//!   `Message-ID`, so clients fold it;
 //! - a **crash** (or a storage outage) *after the receiver accepted and before `sent` is written*
 //!   is the only way to a duplicate: the lease expires and a successor sends again. Slack and Teams
 //!   webhooks take no idempotency key, so this window cannot be closed on their side; it is kept to
@@ -69,8 +77,23 @@ use crate::storage::names;
 use crate::storage::notifications::DigestBuffer;
 use render::Message;
 
-pub use email::{EmailSender, OutgoingEmail};
+pub use email::{EmailSender, GraphSender, OutgoingEmail, SmtpSender};
 pub use webhook::{WebhookClient, WebhookPolicy};
+
+/// How long a request to a slow receiver may run on after it counted as a transient failure at
+/// `send_timeout` (see the module docs): twice the timeout, so within the claim lease.
+pub fn late_cap(send_timeout: Duration) -> Duration {
+    send_timeout * 2
+}
+
+/// A send to a remote receiver, owned so it can outlive the attempt that started it.
+type RemoteSend = futures::future::BoxFuture<'static, SendOutcome>;
+
+/// How a send started: done at once (in-app), or a request to a remote receiver.
+enum Started {
+    Finished(SendOutcome),
+    Remote(RemoteSend),
+}
 
 /// The version of a `notifications` queue message.
 pub const NOTIFY_MESSAGE_VERSION: u32 = 1;
@@ -140,6 +163,7 @@ pub struct Notifier {
     app_url: Option<String>,
     retry_base: Duration,
     gather: Duration,
+    send_timeout: Duration,
 }
 
 fn seal_context(workspace: WorkspaceId, id: ChannelId) -> SealContext {
@@ -199,7 +223,16 @@ impl Notifier {
             app_url,
             retry_base: rules::BASE_RETRY_DELAY,
             gather: rules::ANOMALY_GATHER,
+            send_timeout: SEND_TIMEOUT,
         }
+    }
+
+    /// How long a receiver has to answer before the attempt counts as transient (tests shorten it;
+    /// capped at [`SEND_TIMEOUT`], which the claim lease is sized for). The webhook client and the
+    /// email sender must allow requests [`late_cap`] of it.
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout.clamp(Duration::from_millis(100), SEND_TIMEOUT);
+        self
     }
 
     /// How long anomalies are gathered into one digest on instant channels (tests shorten it).
@@ -542,9 +575,43 @@ impl Notifier {
                         Err(StoreError::Conflict | StoreError::VersionMismatch) => continue,
                         Err(e) => return Err(e.into()),
                     };
-                    let outcome = self
+                    let started = self
                         .send(&channel, &record, &prepared.messages, prepared.at)
                         .await;
+                    let remote = match started {
+                        Started::Finished(outcome) => {
+                            return self.settle(message, &channel, record, claim, outcome).await;
+                        }
+                        Started::Remote(remote) => remote,
+                    };
+                    let mut request = tokio::spawn(remote);
+                    let outcome = match tokio::time::timeout(self.send_timeout, &mut request).await
+                    {
+                        Ok(joined) => joined.unwrap_or_else(|_| SendOutcome::Transient {
+                            reason: "the send was interrupted".into(),
+                            retry_after: None,
+                        }),
+                        Err(_) => {
+                            // Too slow: transient, but the request runs on (see the module docs);
+                            // the retry waits until it has finished one way or the other.
+                            let late = late_cap(self.send_timeout) - self.send_timeout
+                                + Duration::from_secs(1);
+                            let outcome = SendOutcome::Transient {
+                                reason: format!(
+                                    "the receiver did not answer within {} s",
+                                    self.send_timeout.as_secs_f64()
+                                ),
+                                retry_after: Some(late),
+                            };
+                            let result = self
+                                .settle(message, &channel, record.clone(), claim, outcome)
+                                .await?;
+                            if matches!(result, Delivered::Retrying(_)) {
+                                self.watch_late(record, request);
+                            }
+                            return Ok(result);
+                        }
+                    };
                     return self.settle(message, &channel, record, claim, outcome).await;
                 }
             }
@@ -653,35 +720,82 @@ impl Notifier {
         }))
     }
 
+    /// Marks `record` sent if the request that timed out is accepted late, before its retry.
+    fn watch_late(&self, record: DeliveryRecord, request: tokio::task::JoinHandle<SendOutcome>) {
+        let deliveries = self.deliveries.clone();
+        tokio::spawn(async move {
+            if !matches!(request.await, Ok(SendOutcome::Delivered)) {
+                return;
+            }
+            for _ in 0..4 {
+                let stored = match deliveries
+                    .get(record.workspace, record.channel, &record.key)
+                    .await
+                {
+                    Ok(Some(stored)) => stored,
+                    Ok(None) => return,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let current = &stored.value;
+                // Only the attempt that timed out, still waiting for its retry.
+                if current.event != record.event
+                    || current.attempts != record.attempts
+                    || !matches!(current.state, DeliveryState::Retrying { .. })
+                {
+                    return;
+                }
+                let now = OffsetDateTime::now_utc();
+                let mut sent = current.clone();
+                sent.state = DeliveryState::Sent { at: now };
+                sent.last_sent_at = Some(now);
+                sent.last_error = None;
+                sent.updated_at = now;
+                match deliveries.put(&sent, Some(&stored.version)).await {
+                    Ok(_) => {
+                        tracing::info!(channel = %record.channel, attempts = record.attempts, "a slow receiver accepted late; the retry is cancelled");
+                        return;
+                    }
+                    Err(StoreError::VersionMismatch | StoreError::Conflict) => continue,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+    }
+
     async fn send(
         &self,
         channel: &Channel,
         record: &DeliveryRecord,
         messages: &[Message],
         at: OffsetDateTime,
-    ) -> SendOutcome {
+    ) -> Started {
         match &channel.target {
             ChannelTarget::Slack { url } | ChannelTarget::Teams { url } => {
                 let raw = match self.open_url(channel, url) {
                     Ok(raw) => raw,
                     Err(err) => {
                         tracing::error!(error = %err, channel = %channel.id, "webhook URL cannot be opened");
-                        return SendOutcome::Transient {
+                        return Started::Finished(SendOutcome::Transient {
                             reason: "the webhook URL cannot be decrypted".into(),
                             retry_after: None,
-                        };
+                        });
                     }
                 };
-                let body = if channel.target.kind() == ChannelKind::Slack {
+                let kind = channel.target.kind();
+                let body = if kind == ChannelKind::Slack {
                     render::slack(messages)
                 } else {
                     render::teams(messages)
                 };
-                self.webhooks
-                    .post(raw.expose_secret(), channel.target.kind(), &body)
-                    .await
+                let client = self.webhooks.clone();
+                Started::Remote(Box::pin(async move {
+                    client.post(raw.expose_secret(), kind, &body).await
+                }))
             }
-            ChannelTarget::InApp { admins_only } => {
+            ChannelTarget::InApp { admins_only } => Started::Finished(
                 match self
                     .to_inbox(channel.workspace, *admins_only, record, messages, at)
                     .await
@@ -691,14 +805,14 @@ impl Notifier {
                         reason: format!("in-app notifications could not be stored: {err}"),
                         retry_after: None,
                     },
-                }
-            }
+                },
+            ),
             ChannelTarget::Email { recipients } => {
-                let Some(sender) = &self.email else {
-                    return SendOutcome::Transient {
-                        reason: "email is not configured (MAIL_SENDER or SMTP_URL)".into(),
+                let Some(sender) = self.email.clone() else {
+                    return Started::Finished(SendOutcome::Transient {
+                        reason: "email is not configured (SIXPENCE_EMAIL_TRANSPORT)".into(),
                         retry_after: None,
-                    };
+                    });
                 };
                 let mail = render::email(messages);
                 let outgoing = OutgoingEmail {
@@ -708,13 +822,7 @@ impl Notifier {
                     html: mail.html,
                     message_id: format!("{}.{}@sixpence", record.event.simple(), channel.id),
                 };
-                match tokio::time::timeout(SEND_TIMEOUT, sender.send(&outgoing)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => SendOutcome::Transient {
-                        reason: "the mail server did not answer in time".into(),
-                        retry_after: None,
-                    },
-                }
+                Started::Remote(Box::pin(async move { sender.send(&outgoing).await }))
             }
         }
     }

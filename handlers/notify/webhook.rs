@@ -202,6 +202,12 @@ pub struct WebhookClient {
 
 impl WebhookClient {
     pub fn new(policy: WebhookPolicy) -> anyhow::Result<Self> {
+        Self::with_timeout(policy, super::late_cap(SEND_TIMEOUT))
+    }
+
+    /// `timeout` bounds one request; the notifier counts a receiver silent for its send timeout as
+    /// transient and lets the request run on to this bound (see `notify`'s docs).
+    pub fn with_timeout(policy: WebhookPolicy, timeout: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -209,7 +215,7 @@ impl WebhookClient {
                 allow_loopback: policy.allow_loopback,
             })
             .connect_timeout(Duration::from_secs(5))
-            .timeout(SEND_TIMEOUT)
+            .timeout(timeout)
             .user_agent("Sixpence-Notifications/1")
             .build()?;
         Ok(Self {

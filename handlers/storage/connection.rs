@@ -203,6 +203,15 @@ pub(crate) struct TransportSettings {
 }
 
 impl StorageConnection {
+    /// The Entra ID credential storage is reached with (the app's managed identity in Azure), if
+    /// any: other Microsoft APIs the app calls as itself (Graph `sendMail`) ask it for their scope.
+    pub fn token_credential(&self) -> Option<Arc<dyn TokenCredential>> {
+        match &self.auth {
+            Auth::Token(credential) => Some(credential.clone()),
+            Auth::SharedKey(_) => None,
+        }
+    }
+
     /// Reads the storage settings from the process environment (see the module docs for the names).
     pub fn from_env() -> Result<Self, ConnectionError> {
         Self::from_lookup(|name| std::env::var(name).ok())

@@ -25,6 +25,7 @@ use super::{ETag, Storage, StorageError};
 use crate::domain::events::Event;
 use crate::domain::notifications::{
     Channel, ChannelId, ChannelStore, DeliveryRecord, DeliveryStore, InAppNotification, Inbox,
+    LogPosition,
 };
 use crate::domain::store::{StoreError, Version, Versioned};
 use crate::domain::tenancy::{UserId, WorkspaceId};
@@ -230,6 +231,7 @@ impl DeliveryStore for TableDeliveryStore {
     async fn log(
         &self,
         workspace: WorkspaceId,
+        after: Option<&LogPosition>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = table(&self.storage, names::DELIVERIES_TABLE)?
@@ -240,7 +242,10 @@ impl DeliveryStore for TableDeliveryStore {
             .iter()
             .map(|e| parse::<DeliveryRecord>(&e.properties.body))
             .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
+        out.sort_by_cached_key(LogPosition::of);
+        if let Some(after) = after {
+            out.retain(|r| &LogPosition::of(r) > after);
+        }
         out.truncate(limit);
         Ok(out)
     }
@@ -291,10 +296,14 @@ impl Inbox for TableInbox {
         workspace: WorkspaceId,
         user: UserId,
         unread_only: bool,
+        after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InAppNotification>, StoreError> {
         let partition = inbox_partition(workspace, user);
         let mut filter = format!("PartitionKey eq {}", odata_string(&partition));
+        if let Some(after) = after {
+            filter.push_str(&format!(" and RowKey gt {}", odata_string(after)));
+        }
         if unread_only {
             filter.push_str(" and Read eq false");
         }

@@ -26,6 +26,17 @@ param enforceLocationPolicy bool = true
 @description('Mailbox (user principal name or address) that Microsoft Graph sendMail sends as. Not a secret.')
 param mailSender string
 
+@description('How notification email leaves (SIXPENCE_EMAIL_TRANSPORT): graph (Microsoft Graph sendMail as mailSender with the app\'s managed identity, which needs the Mail.Send application permission limited to that mailbox by an application access policy, granted outside Bicep: see README), smtp (needs SMTP_URL in optionalSecrets) or none.')
+@allowed([
+  'graph'
+  'smtp'
+  'none'
+])
+param emailTransport string = 'graph'
+
+@description('Microsoft Graph base URL (SIXPENCE_GRAPH_URL). Change only for a national cloud.')
+param graphUrl string = 'https://graph.microsoft.com'
+
 @description('The tenant API\'s app registration: its application (client) id and/or app ID URI, comma-separated (SIXPENCE_AUTH_AUDIENCE).')
 param apiAudience string
 
@@ -175,6 +186,8 @@ var plainSettings = [
   { name: 'SIXPENCE_LOG', value: logFilter }
   { name: 'HEARTBEAT_SCHEDULE', value: heartbeatSchedule }
   { name: 'MAIL_SENDER', value: mailSender }
+  { name: 'SIXPENCE_EMAIL_TRANSPORT', value: emailTransport }
+  { name: 'SIXPENCE_GRAPH_URL', value: graphUrl }
   { name: 'SIXPENCE_AUTH_AUTHORITY', value: authAuthority }
   { name: 'SIXPENCE_AUTH_AUDIENCE', value: apiAudience }
   { name: 'SIXPENCE_AUTH_ALLOWED_TENANTS', value: allowedTenants }

@@ -139,6 +139,11 @@ pub struct World {
 }
 
 pub async fn world() -> World {
+    world_with(|_| {}).await
+}
+
+/// A world whose app settings `tweak` adjusts (email transport, timeouts).
+pub async fn world_with(tweak: impl FnOnce(&mut sixpence::config::Settings)) -> World {
     let azurite = Arc::new(Azurite::start().await.expect("Azurite starts"));
     let storage = Storage::connect(
         &StorageConnection::parse_connection_string(azurite.connection_string())
@@ -151,6 +156,7 @@ pub async fn world() -> World {
     settings.app_url = Some("https://app.sixpence.test".into());
     settings.notify_retry_base = Duration::from_millis(100);
     settings.notify_gather = GATHER;
+    tweak(&mut settings);
     let app = spawn_app_with(azurite.clone(), settings).await;
     let owner = token("owner@contoso.example");
     let workspace = app.create_workspace(&owner, "Contoso").await;

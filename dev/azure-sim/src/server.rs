@@ -99,6 +99,8 @@ struct TenantState {
 pub(crate) struct State {
     pub counts: BTreeMap<String, u64>,
     pub writes: Vec<WriteAttempt>,
+    /// Mail "sent" through the Microsoft Graph `sendMail` stand-in, oldest first.
+    pub mail: Vec<Value>,
     tokens: HashMap<String, TokenInfo>,
     tenants: Vec<TenantState>,
 }
@@ -116,6 +118,7 @@ impl State {
         State {
             counts: BTreeMap::new(),
             writes: Vec::new(),
+            mail: Vec::new(),
             tokens: HashMap::new(),
             tenants: (0..model.tenants.len())
                 .map(|t| TenantState {
@@ -526,6 +529,9 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(response) = graph_send_mail(&shared, &method, &uri, &headers, &body) {
+        return response;
+    }
     let route = classify(uri.path());
     let query = parse_pairs(uri.query().unwrap_or(""));
     if let Route::Sim(segs) = &route {
@@ -1833,6 +1839,96 @@ fn advisor(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Microsoft Graph `sendMail` in its MIME form (`POST /v1.0/users/{sender}/sendMail`,
+// `Content-Type: text/plain`, the RFC 5322 message base64-encoded; `202 Accepted`), so the local
+// run's email goes somewhere a developer can read it: `GET /_sim/mail`. Any bearer token is taken
+// (there is no Graph tenant to check it against); nothing is delivered anywhere.
+
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    respond(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+        &[],
+    )
+}
+
+fn graph_send_mail(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Response> {
+    let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let ["v1.0", "users", sender, last] = segs.as_slice() else {
+        return None;
+    };
+    if !last.eq_ignore_ascii_case("sendMail") {
+        return None;
+    }
+    if method != Method::POST {
+        return Some(graph_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            "sendMail takes POST.",
+        ));
+    }
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty());
+    if bearer.is_none() {
+        return Some(graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty.",
+        ));
+    }
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("text/plain") {
+        return Some(graph_error(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRequest",
+            "The simulated Graph takes only the MIME form (Content-Type: text/plain).",
+        ));
+    }
+    let text: String = String::from_utf8_lossy(body).split_whitespace().collect();
+    let Ok(mime) = base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) else {
+        return Some(graph_error(
+            StatusCode::BAD_REQUEST,
+            "ErrorMimeContentInvalidBase64String",
+            "Invalid base64 string for MIME content.",
+        ));
+    };
+    let mime = String::from_utf8_lossy(&mime).into_owned();
+    let header = |name: &str| {
+        mime.lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let entry = json!({
+        "sender": sender,
+        "receivedAt": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "to": header("To"),
+        "subject": header("Subject"),
+        "mime": mime,
+    });
+    shared.lock().mail.push(entry);
+    Some(StatusCode::ACCEPTED.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Control endpoints (`/_sim/...`): not part of Azure, not counted.
 
 fn sim_control(
@@ -1858,6 +1954,10 @@ fn sim_control(
                 .map(|i| credentials(shared, i))
                 .collect();
             respond(StatusCode::OK, &json!(creds), &[])
+        }
+        ("GET", ["mail"]) => {
+            let mail = shared.lock().mail.clone();
+            respond(StatusCode::OK, &json!({"value": mail}), &[])
         }
         ("GET", ["requests"]) => {
             let st = shared.lock();

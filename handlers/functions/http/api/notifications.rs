@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::context::{JsonBody, Scoped, audit, if_match};
+use super::context::{JsonBody, Scoped, audit, decode_cursor, encode_cursor, if_match};
 use super::views::Paged;
 use super::workspaces::with_etag;
 use crate::app::AppState;
@@ -22,7 +22,7 @@ use crate::domain::audit::Change;
 use crate::domain::events::Severity;
 use crate::domain::notifications::{
     Cadence, Channel, ChannelId, ChannelKind, ChannelTarget, DEFAULT_COOLDOWN_HOURS,
-    DeliveryRecord, EventClass, InAppNotification,
+    DeliveryRecord, EventClass, InAppNotification, LogPosition,
 };
 use crate::error::{Error, Result};
 use crate::notify::ChannelInput;
@@ -400,6 +400,8 @@ pub struct InboxQuery {
     pub unread: bool,
     /// At most this many (1–100, default 50), newest first.
     pub limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -445,6 +447,9 @@ pub struct Inbox {
     /// Unread notifications in all.
     #[schema(example = 3)]
     pub unread: u64,
+    /// Pass back as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Your in-app notifications in this workspace, newest first, with the unread count.
@@ -462,14 +467,26 @@ pub async fn inbox(
     }
     let ws = scoped.scope.id();
     let user = scoped.caller.user;
+    // The cursor is bound to this user's listing in this workspace (and to the unread filter).
+    let listing = format!("user:{user}:workspace:{ws}:inbox:{}", query.unread);
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(&listing, c))
+        .transpose()?;
     let inbox = state.notifier().inbox();
-    let (items, unread) = tokio::try_join!(
-        inbox.list(ws, user, query.unread, limit as usize),
+    let (mut items, unread) = tokio::try_join!(
+        inbox.list(ws, user, query.unread, after.as_deref(), limit as usize + 1),
         inbox.unread_count(ws, user)
     )?;
+    let next_cursor = (items.len() > limit as usize).then(|| {
+        items.truncate(limit as usize);
+        encode_cursor(&listing, &items[items.len() - 1].id)
+    });
     Ok(Json(Inbox {
         items: items.into_iter().map(NotificationView::from).collect(),
         unread,
+        next_cursor,
     }))
 }
 
@@ -574,6 +591,8 @@ impl From<DeliveryRecord> for DeliveryView {
 pub struct LogQuery {
     /// At most this many (1–500, default 100), newest first.
     pub limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// The delivery log: each notification's attempts, status and last error, newest first.
@@ -589,13 +608,26 @@ pub async fn deliveries(
     if !(1..=500).contains(&limit) {
         return Err(Error::InvalidRequest("`limit` must be 1 to 500".into()));
     }
-    let log = state
+    let listing = format!("workspace:{}:deliveries", scoped.scope.id());
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            LogPosition::decode(&decode_cursor(&listing, c)?).ok_or_else(|| {
+                Error::InvalidRequest("the cursor is not valid for this listing".to_owned())
+            })?,
+        ),
+    };
+    let mut log = state
         .notifier()
         .deliveries()
-        .log(scoped.scope.id(), limit as usize)
+        .log(scoped.scope.id(), after.as_ref(), limit as usize + 1)
         .await?;
+    let next_cursor = (log.len() > limit as usize).then(|| {
+        log.truncate(limit as usize);
+        encode_cursor(&listing, &LogPosition::of(&log[log.len() - 1]).encode())
+    });
     Ok(Json(Paged {
         items: log.into_iter().map(DeliveryView::from).collect(),
-        next_cursor: None,
+        next_cursor,
     }))
 }
