@@ -77,6 +77,8 @@ pub const FREE_SUBSCRIPTIONS: &str = "SIXPENCE_FREE_SUBSCRIPTIONS";
 pub const SECURITY_CONTACT: &str = "SIXPENCE_SECURITY_CONTACT";
 pub const SECURITY_POLICY: &str = "SIXPENCE_SECURITY_POLICY";
 pub const PUBLIC_URL: &str = "SIXPENCE_PUBLIC_URL";
+pub const RETENTION_AUDIT_DAYS: &str = "SIXPENCE_RETENTION_AUDIT_DAYS";
+pub const RETENTION_BILLING_DAYS: &str = "SIXPENCE_RETENTION_BILLING_DAYS";
 
 /// The Stripe API, unless `STRIPE_API_BASE` names another (tests: a loopback stand-in).
 pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
@@ -223,6 +225,20 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Azure subscriptions a workspace may choose for sync without a paid (active, trialing or past-due) Stripe subscription. Default 5.",
     ),
     setting(
+        RETENTION_AUDIT_DAYS,
+        Scope::App,
+        false,
+        "730",
+        "Days a deleted workspace's (minimised) audit trail is kept after its deletion completes; the `retention-sweeper` purges it after that. Default 730 (two years).",
+    ),
+    setting(
+        RETENTION_BILLING_DAYS,
+        Scope::App,
+        false,
+        "2557",
+        "Days a deleted workspace's billing records (and every incident record, from when it was recorded) are kept; the `retention-sweeper` purges them after that. Default 2557 (seven years: UK tax records are kept six years after the accounting period).",
+    ),
+    setting(
         SECURITY_CONTACT,
         Scope::App,
         false,
@@ -334,7 +350,38 @@ pub const SETTINGS: &[SettingSpec] = &[
         "0 17 * * * *",
         "NCRONTAB (6 fields, UTC) of the `connection-health` timer, which re-verifies every active connection. Hourly by default.",
     ),
+    setting(
+        "RETENTION_SWEEPER_SCHEDULE",
+        Scope::HostOnly,
+        false,
+        "0 45 3 * * *",
+        "NCRONTAB (6 fields, UTC) of the `retention-sweeper` timer, which resumes unfinished deletions, alerts on overdue ones and purges retained records past their retention. Daily at 03:45 UTC by default.",
+    ),
 ];
+
+/// The retention periods: whole days, at least one.
+fn read_retention(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> crate::domain::deletion::Retention {
+    let defaults = crate::domain::deletion::Retention::default();
+    let mut days = |name: &str, default: time::Duration| match get(name) {
+        None => default,
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => time::Duration::days(n.into()),
+            _ => {
+                problems.push(format!(
+                    "{name} must be a whole number of days (1 or more), got `{raw}`"
+                ));
+                default
+            }
+        },
+    };
+    crate::domain::deletion::Retention {
+        audit: days(RETENTION_AUDIT_DAYS, defaults.audit),
+        billing: days(RETENTION_BILLING_DAYS, defaults.billing),
+    }
+}
 
 /// Whether development-only conveniences may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,6 +430,8 @@ pub struct Settings {
     pub stripe_plans: Vec<(String, String)>,
     /// Subscriptions a workspace may choose without a paid Stripe subscription.
     pub free_subscriptions: u32,
+    /// How long a deleted workspace's retained records are kept.
+    pub retention: crate::domain::deletion::Retention,
     /// What `/.well-known/security.txt` says.
     pub security_txt: SecurityTxtSettings,
     pub mail_sender: Option<String>,
@@ -533,6 +582,7 @@ impl Settings {
                 DEFAULT_FREE_SUBSCRIPTIONS
             }),
         };
+        let retention = read_retention(&get, &mut problems);
         let security_txt = read_security_txt(&get, &mut problems);
         let mail_sender = get(MAIL_SENDER);
         if let Some(sender) = &mail_sender
@@ -620,6 +670,7 @@ impl Settings {
                 .unwrap_or_else(|| url::Url::parse(DEFAULT_STRIPE_API_BASE).expect("a URL")),
             stripe_plans,
             free_subscriptions,
+            retention,
             security_txt,
             mail_sender,
             smtp_url: smtp_url.map(SecretString::from),

@@ -13,6 +13,7 @@ mod budgets;
 mod connections;
 mod connections_leak;
 mod costs;
+mod deletion;
 mod function_specs;
 mod host_contract;
 mod incidents;

@@ -47,6 +47,7 @@ var tableNames = [
   'deliveries'
   'inbox'
   'digests'
+  'deletions'
 ]
 
 var containerNames = [
