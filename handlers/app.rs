@@ -43,6 +43,7 @@ struct Inner {
     /// Where producers raise events for delivery.
     events: Arc<dyn crate::domain::events::EventSink>,
     notifier: Arc<crate::notify::Notifier>,
+    deletions: Arc<crate::storage::deletion::DeletionStorage>,
     /// Per-instance request quotas of the tenant API (see `functions::http::api::limits`).
     limits: RateLimits,
     /// Verifies tenant API bearer tokens; `auth::Principal` extracts through it.
@@ -104,8 +105,12 @@ impl AppState {
         ));
         let events = Arc::new(crate::storage::events::QueueEventSink::new(storage.clone()));
         let notifier = Arc::new(notifier(&settings, &storage, tenancy.clone())?);
+        let deletions = Arc::new(crate::storage::deletion::DeletionStorage::new(
+            storage.clone(),
+        ));
         Ok(Self(Arc::new(Inner {
             notifier,
+            deletions,
             settings,
             storage,
             system,
@@ -203,6 +208,11 @@ impl AppState {
 
     pub fn notifier(&self) -> &crate::notify::Notifier {
         &self.0.notifier
+    }
+
+    /// Deletion records (the "being deleted" marker) and the wipes of deletion steps.
+    pub fn deletions(&self) -> &crate::storage::deletion::DeletionStorage {
+        &self.0.deletions
     }
 
     pub fn limits(&self) -> &RateLimits {

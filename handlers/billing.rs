@@ -469,6 +469,35 @@ impl BillingService {
         })
     }
 
+    /// Cancels the workspace's Stripe subscription at once, for its deletion: `Some(id)` when there
+    /// was a live one (cancelled now, or already gone at Stripe), `None` when there is nothing to
+    /// cancel. One idempotency key per workspace, so a retried step never cancels twice.
+    pub async fn cancel_for_deletion(&self, workspace: WorkspaceId) -> Result<Option<String>> {
+        let Some(subscription) = self.account(workspace).await?.and_then(|a| a.subscription) else {
+            return Ok(None);
+        };
+        if matches!(
+            subscription.status.as_str(),
+            "canceled" | "incomplete_expired"
+        ) || !is_stripe_id(&subscription.id)
+        {
+            return Ok(None);
+        }
+        let key = format!("sixpence-deletion-{workspace}-cancel");
+        match self
+            .client()?
+            .delete(&format!("subscriptions/{}", subscription.id), &key)
+            .await
+        {
+            Ok(_) => Ok(Some(subscription.id)),
+            // Cancelled already (by Stripe, the customer in the Portal, or an earlier attempt).
+            Err(StripeError::Refused(reason)) if reason.contains("resource_missing") => {
+                Ok(Some(subscription.id))
+            }
+            Err(err) => Err(stripe_error(err)),
+        }
+    }
+
     /// The price id of a plan owners may buy.
     pub fn price_of(&self, plan: &str) -> Result<String> {
         self.plans

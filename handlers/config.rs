@@ -80,6 +80,8 @@ pub const EXPORT_TTL_HOURS: &str = "SIXPENCE_EXPORT_TTL_HOURS";
 pub const SECURITY_CONTACT: &str = "SIXPENCE_SECURITY_CONTACT";
 pub const SECURITY_POLICY: &str = "SIXPENCE_SECURITY_POLICY";
 pub const PUBLIC_URL: &str = "SIXPENCE_PUBLIC_URL";
+pub const RETENTION_AUDIT_DAYS: &str = "SIXPENCE_RETENTION_AUDIT_DAYS";
+pub const RETENTION_BILLING_DAYS: &str = "SIXPENCE_RETENTION_BILLING_DAYS";
 
 /// The Stripe API, unless `STRIPE_API_BASE` names another (tests: a loopback stand-in).
 pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
@@ -235,6 +237,20 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Hours a finished workspace export can be downloaded (1 to 168); after that its download answers 410 and the archive is deleted. Default 24.",
     ),
     setting(
+        RETENTION_AUDIT_DAYS,
+        Scope::App,
+        false,
+        "730",
+        "Days a deleted workspace's (minimised) audit trail is kept after its deletion completes; the `retention-sweeper` purges it after that. Default 730 (two years).",
+    ),
+    setting(
+        RETENTION_BILLING_DAYS,
+        Scope::App,
+        false,
+        "2557",
+        "Days a deleted workspace's billing records (and every incident record, from when it was recorded) are kept; the `retention-sweeper` purges them after that. Default 2557 (seven years: UK tax records are kept six years after the accounting period).",
+    ),
+    setting(
         SECURITY_CONTACT,
         Scope::App,
         false,
@@ -360,7 +376,38 @@ pub const SETTINGS: &[SettingSpec] = &[
         "0 17 * * * *",
         "NCRONTAB (6 fields, UTC) of the `connection-health` timer, which re-verifies every active connection. Hourly by default.",
     ),
+    setting(
+        "RETENTION_SWEEPER_SCHEDULE",
+        Scope::HostOnly,
+        false,
+        "0 45 3 * * *",
+        "NCRONTAB (6 fields, UTC) of the `retention-sweeper` timer, which resumes unfinished deletions, alerts on overdue ones and purges retained records past their retention. Daily at 03:45 UTC by default.",
+    ),
 ];
+
+/// The retention periods: whole days, at least one.
+fn read_retention(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> crate::domain::deletion::Retention {
+    let defaults = crate::domain::deletion::Retention::default();
+    let mut days = |name: &str, default: time::Duration| match get(name) {
+        None => default,
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => time::Duration::days(n.into()),
+            _ => {
+                problems.push(format!(
+                    "{name} must be a whole number of days (1 or more), got `{raw}`"
+                ));
+                default
+            }
+        },
+    };
+    crate::domain::deletion::Retention {
+        audit: days(RETENTION_AUDIT_DAYS, defaults.audit),
+        billing: days(RETENTION_BILLING_DAYS, defaults.billing),
+    }
+}
 
 /// Whether development-only conveniences may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,6 +458,8 @@ pub struct Settings {
     pub free_subscriptions: u32,
     /// How long a finished workspace export can be downloaded.
     pub export_ttl: std::time::Duration,
+    /// How long a deleted workspace's retained records are kept.
+    pub retention: crate::domain::deletion::Retention,
     /// What `/.well-known/security.txt` says.
     pub security_txt: SecurityTxtSettings,
     pub mail_sender: Option<String>,
@@ -597,6 +646,7 @@ impl Settings {
                 }
             },
         };
+        let retention = read_retention(&get, &mut problems);
         let security_txt = read_security_txt(&get, &mut problems);
         let mail_sender = get(MAIL_SENDER);
         if let Some(sender) = &mail_sender
@@ -731,6 +781,7 @@ impl Settings {
             stripe_plans,
             free_subscriptions,
             export_ttl: std::time::Duration::from_secs(u64::from(export_ttl_hours) * 3600),
+            retention,
             security_txt,
             mail_sender,
             smtp_url: smtp_url.map(SecretString::from),

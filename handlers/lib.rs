@@ -29,6 +29,8 @@ pub mod config;
 /// The connections service: onboarding, health checks and key rotation, where the domain's
 /// connection rules meet sealed secrets, the Azure inspector, the audit trail and events.
 pub mod connections;
+/// Deleting a workspace step by step, and the retention sweep.
+pub mod deletion;
 /// Business rules and their ports.
 pub mod domain;
 /// The application error and its mapping per transport.

@@ -10,6 +10,7 @@ pub mod billing;
 pub mod budgets;
 pub mod connections;
 pub mod costs;
+pub mod deletion;
 pub mod events;
 pub mod exports;
 pub mod idempotency;

@@ -65,6 +65,7 @@ pub const REGISTRY: &[FunctionDef] = &[
     timer::heartbeat::FUNCTION,
     timer::connection_health::FUNCTION,
     timer::sync_scheduler::FUNCTION,
+    timer::retention_sweeper::FUNCTION,
     queue::queue_probe::FUNCTION,
     queue::connection_check::FUNCTION,
     queue::cost_sync::FUNCTION,
@@ -73,6 +74,7 @@ pub const REGISTRY: &[FunctionDef] = &[
     queue::notify_fanout::FUNCTION,
     queue::notify::FUNCTION,
     queue::export::FUNCTION,
+    queue::deletion::FUNCTION,
 ];
 
 /// Looks a function up by its name.

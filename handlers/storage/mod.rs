@@ -32,6 +32,7 @@ pub mod blob;
 pub mod budgets;
 pub mod connection;
 pub mod costs;
+pub mod deletion;
 pub mod events;
 pub mod exports;
 pub mod idempotency;

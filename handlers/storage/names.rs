@@ -51,6 +51,10 @@ pub const STRIPE_EVENTS_TABLE: &str = "stripeevents";
 /// name only the customer.
 pub const STRIPE_CUSTOMERS_TABLE: &str = "stripecustomers";
 
+/// Workspace deletions (`domain::deletion`), one partition per workspace: progress, and the
+/// "being deleted" marker every worker honours. Retained (no personal data: ids and times).
+pub const DELETIONS_TABLE: &str = "deletions";
+
 /// Records kept when a workspace is deleted (minimised), until the retention period ends: billing,
 /// audit and incident records.
 pub const RETAINED_TABLES: &[&str] = &[
@@ -59,6 +63,7 @@ pub const RETAINED_TABLES: &[&str] = &[
     BILLING_TABLE,
     STRIPE_EVENTS_TABLE,
     STRIPE_CUSTOMERS_TABLE,
+    DELETIONS_TABLE,
 ];
 /// Detected anomalies (episodes with root cause, alert state and feedback), one partition per
 /// workspace (`storage::anomalies`).
@@ -107,6 +112,7 @@ pub const TABLES: &[&str] = &[
     INBOX_TABLE,
     DIGESTS_TABLE,
     EXPORTS_TABLE,
+    DELETIONS_TABLE,
 ];
 
 /// Events raised for delivery (`domain::events`), one JSON message each.

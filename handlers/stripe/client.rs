@@ -69,8 +69,39 @@ impl StripeClient {
         Err(last)
     }
 
+    /// `DELETE /v1/<path>` (e.g. cancelling a subscription), with an idempotency key and the same
+    /// one retry as [`Self::post`].
+    pub async fn delete(&self, path: &str, idempotency_key: &str) -> Result<Value, StripeError> {
+        let mut last = StripeError::Unavailable("not attempted".to_owned());
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            match self
+                .send_once(reqwest::Method::DELETE, path, &[], idempotency_key)
+                .await
+            {
+                Ok(value) => return Ok(value),
+                Err(err @ StripeError::Refused(_)) => return Err(err),
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
+    }
+
     async fn post_once(
         &self,
+        path: &str,
+        form: &[(String, String)],
+        idempotency_key: &str,
+    ) -> Result<Value, StripeError> {
+        self.send_once(reqwest::Method::POST, path, form, idempotency_key)
+            .await
+    }
+
+    async fn send_once(
+        &self,
+        method: reqwest::Method,
         path: &str,
         form: &[(String, String)],
         idempotency_key: &str,
@@ -84,7 +115,7 @@ impl StripeClient {
             .finish();
         let response = self
             .http
-            .post(url)
+            .request(method, url)
             .bearer_auth(self.key.expose_secret())
             .header("Idempotency-Key", idempotency_key)
             .header("Stripe-Version", API_VERSION)

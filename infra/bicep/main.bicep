@@ -58,6 +58,9 @@ param syncSchedule string = '0 30 1 * * *'
 @description('6-field NCRONTAB (UTC) for the connection-health timer that re-verifies every active Azure connection (CONNECTION_HEALTH_SCHEDULE). Hourly by default.')
 param connectionHealthSchedule string = '0 17 * * * *'
 
+@description('6-field NCRONTAB (UTC) for the daily retention-sweeper timer that completes or retries every deletion and purges expired retained records (RETENTION_SWEEPER_SCHEDULE).')
+param retentionSweeperSchedule string = '0 45 3 * * *'
+
 @description('Azure Resource Manager endpoint for calls into customers\' tenants (SIXPENCE_AZURE_ARM_ENDPOINT). Change only for a sovereign cloud.')
 param azureArmEndpoint string = 'https://management.azure.com'
 
@@ -69,6 +72,14 @@ param stripeApiBase string = 'https://api.stripe.com'
 
 @description('Plans owners may buy (STRIPE_PLANS): `name=price_id`, comma-separated. Empty: checkout is refused until set.')
 param stripePlans string = ''
+
+@description('Days a deleted workspace\'s minimised audit trail is kept (SIXPENCE_RETENTION_AUDIT_DAYS).')
+@minValue(1)
+param retentionAuditDays int = 730
+
+@description('Days a deleted workspace\'s billing records and every incident record are kept (SIXPENCE_RETENTION_BILLING_DAYS). UK tax records: six years after the accounting period.')
+@minValue(1)
+param retentionBillingDays int = 2557
 
 @description('Azure subscriptions a workspace may choose for sync without a paid Stripe subscription (SIXPENCE_FREE_SUBSCRIPTIONS).')
 @minValue(0)
@@ -193,12 +204,15 @@ var plainSettings = [
   { name: 'SIXPENCE_AUTH_ALLOWED_TENANTS', value: allowedTenants }
   { name: 'SYNC_SCHEDULE', value: syncSchedule }
   { name: 'CONNECTION_HEALTH_SCHEDULE', value: connectionHealthSchedule }
+  { name: 'RETENTION_SWEEPER_SCHEDULE', value: retentionSweeperSchedule }
   { name: 'SIXPENCE_AZURE_ARM_ENDPOINT', value: azureArmEndpoint }
   { name: 'SIXPENCE_AZURE_AUTHORITY', value: azureAuthority }
   { name: 'STRIPE_API_BASE', value: stripeApiBase }
   { name: 'STRIPE_PLANS', value: stripePlans }
   { name: 'SIXPENCE_FREE_SUBSCRIPTIONS', value: string(freeSubscriptions) }
   { name: 'SIXPENCE_EXPORT_TTL_HOURS', value: string(exportTtlHours) }
+  { name: 'SIXPENCE_RETENTION_AUDIT_DAYS', value: string(retentionAuditDays) }
+  { name: 'SIXPENCE_RETENTION_BILLING_DAYS', value: string(retentionBillingDays) }
   { name: 'SIXPENCE_SECURITY_CONTACT', value: securityContact }
   { name: 'SIXPENCE_SECURITY_POLICY', value: securityPolicy }
   { name: 'SIXPENCE_PUBLIC_URL', value: publicUrl }

@@ -75,7 +75,7 @@ const NO_ANOMALY: &str = "00000000-0000-4000-8000-000000000000";
 /// test), what an authorised call answers, and the body it sends. Every route must be classified:
 /// a new route fails the matrix until someone decides who may call it and what success looks like.
 fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
-    use Permission::{Administer, Invitee, Public, Read, SignedIn};
+    use Permission::{Administer, Invitee, Own, Public, Read, SignedIn};
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let (permission, status, body) = match (spec.method, spec.path) {
         ("GET", "/api/v1/openapi.json") => (Public, 200, None),
@@ -91,6 +91,10 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
             200,
             Some(json!({ "name": format!("Renamed {unique}") })),
         ),
+        // The confirmation names the workspace (`{id}` is filled in by `call`).
+        ("DELETE", WS) => (Own, 202, Some(json!({ "confirm": "{id}" }))),
+        // Nobody here asked for a deletion: it does not exist for anyone.
+        ("GET", "/api/v1/deletions/{deletionId}") => (SignedIn, 404, None),
         ("GET", "/api/v1/workspaces/{id}/members") => (Read, 200, None),
         ("PATCH", "/api/v1/workspaces/{id}/members/{userId}") => {
             (Administer, 200, Some(json!({ "role": "analyst" })))
@@ -314,6 +318,7 @@ fn path_for(spec: &RouteSpec, cast: &Cast) -> String {
         .replace("{id}", &cast.a)
         .replace("{userId}", &cast.viewer.id)
         .replace("{invitationId}", &cast.invitation)
+        .replace("{deletionId}", &cast.a)
         .replace("{connectionId}", &cast.connection)
         .replace("{anomalyId}", NO_ANOMALY)
         .replace("{budgetId}", NO_ANOMALY)
@@ -341,6 +346,10 @@ async fn call(
     body: Option<&Value>,
 ) -> Answer {
     let bearer = who.bearer(cast);
+    let body = body.map(|b| {
+        serde_json::from_str::<Value>(&b.to_string().replace("{id}", &cast.a)).expect("body")
+    });
+    let body = body.as_ref();
     app.call(spec.method, &path_for(spec, cast))
         .auth(bearer.as_deref())
         .body_opt(body)

@@ -11,7 +11,7 @@ use crate::support::{
     TestApp, WEBHOOK_SECRET_NEW, WEBHOOK_SECRET_OLD, spawn_app_with_stripe, token,
 };
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -31,12 +31,12 @@ fn signed(secret: &str, body: &str) -> String {
     format!("t={t},v1={}", v1(secret, t, body))
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A Stripe `event` envelope (API version 2025-03-31.basil).
-fn event(id: &str, kind: &str, created: i64, object: Value) -> String {
+pub(crate) fn event(id: &str, kind: &str, created: i64, object: Value) -> String {
     json!({
         "id": id,
         "object": "event",
@@ -52,7 +52,7 @@ fn event(id: &str, kind: &str, created: i64, object: Value) -> String {
 }
 
 /// A Stripe `subscription` object with one licensed item.
-fn subscription(
+pub(crate) fn subscription(
     id: &str,
     customer: &str,
     workspace: Option<&str>,
@@ -162,7 +162,7 @@ impl TestApp {
         call.send().await
     }
 
-    async fn deliver_signed(&self, body: &str) -> Answer {
+    pub(crate) async fn deliver_signed(&self, body: &str) -> Answer {
         let answer = self
             .deliver(body, Some(&signed(WEBHOOK_SECRET_NEW, body)))
             .await;

@@ -13,6 +13,7 @@ mod budgets;
 mod connections;
 mod connections_leak;
 mod costs;
+mod deletion;
 mod email;
 mod exports;
 mod function_specs;

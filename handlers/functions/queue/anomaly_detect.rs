@@ -67,6 +67,10 @@ async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
         return Ok(Outputs::default());
     };
     state.ready().await?;
+    // Stopped at once when the workspace is being deleted: the message is dropped (logged).
+    if crate::deletion::drops(&state, message.workspace, NAME).await? {
+        return Ok(Outputs::default());
+    }
     let summary = detect(
         &state,
         message.workspace,

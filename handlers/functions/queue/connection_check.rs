@@ -63,6 +63,10 @@ async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
         |m: &CheckMessage| m.version,
     )?;
     state.ready().await?;
+    // Stopped at once when the workspace is being deleted: the message is dropped (logged).
+    if crate::deletion::drops(&state, message.workspace, NAME).await? {
+        return Ok(Outputs::default());
+    }
     let report = state
         .connections()
         .health_check_one(

@@ -131,6 +131,10 @@ async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
         ));
     }
     state.ready().await?;
+    // Stopped at once when the workspace is being deleted: the message is dropped (logged).
+    if crate::deletion::drops(&state, message.workspace, NAME).await? {
+        return Ok(Outputs::default());
+    }
     let attempt = u32::try_from(trigger.metadata.dequeue_count).unwrap_or(u32::MAX);
     sync_subscription(&state, &message, attempt, OffsetDateTime::now_utc().date()).await
 }

@@ -4,6 +4,7 @@ pub mod anomaly_detect;
 pub mod budget_check;
 pub mod connection_check;
 pub mod cost_sync;
+pub mod deletion;
 pub mod export;
 pub mod notify;
 pub mod notify_fanout;

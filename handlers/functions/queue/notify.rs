@@ -40,6 +40,10 @@ async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
         |m: &NotifyMessage| m.version,
     )?;
     state.ready().await?;
+    // Stopped at once when the workspace is being deleted: the message is dropped (logged).
+    if crate::deletion::drops(&state, message.workspace, NAME).await? {
+        return Ok(Outputs::default());
+    }
     let outcome = state.notifier().deliver(&message).await?;
     tracing::info!(
         workspace = %message.workspace,

@@ -39,6 +39,10 @@ async fn run(state: AppState, request: InvokeRequest) -> Result<Outputs> {
         |m: &EventMessage| m.version,
     )?;
     state.ready().await?;
+    // Stopped at once when the workspace is being deleted: the message is dropped (logged).
+    if crate::deletion::drops(&state, message.event.workspace, NAME).await? {
+        return Ok(Outputs::default());
+    }
     let fanned = state.notifier().fan_out(&message.event).await?;
     tracing::info!(
         workspace = %message.event.workspace,

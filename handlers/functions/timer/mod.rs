@@ -2,4 +2,5 @@
 
 pub mod connection_health;
 pub mod heartbeat;
+pub mod retention_sweeper;
 pub mod sync_scheduler;

@@ -104,6 +104,15 @@ pub async fn enqueue(queue: &Queue, request: &SyncRequest) -> anyhow::Result<()>
 }
 
 async fn schedule(state: &AppState, queue: &Queue, request: &SyncRequest) -> Scheduled {
+    // A workspace being deleted is not synced (its connections go with the deletion's first steps).
+    match crate::deletion::drops(state, request.workspace, NAME).await {
+        Ok(false) => {}
+        Ok(true) => return Scheduled::Already,
+        Err(err) => {
+            tracing::error!(error = %err, workspace = %request.workspace, "could not check for a deletion");
+            return Scheduled::Failed;
+        }
+    }
     match state.sync_ledger().claim(request).await {
         Ok(true) => {}
         Ok(false) => return Scheduled::Already,

@@ -59,6 +59,14 @@ AppTraces
 | summarize Moved = count() by PoisonQueue
 '''
 
+// The daily retention-sweeper logs this error for every deletion unfinished 7 days after it was
+// requested (handlers/deletion.rs, `deletion.overdue`): the promise to customers is broken.
+var overdueDeletionsQuery = '''
+AppTraces
+| where Message has "deletion.overdue"
+| summarize Overdue = count()
+'''
+
 resource failedInvocations 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${appName}-failed-invocations'
   location: location
@@ -139,6 +147,45 @@ resource poisonMessages 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
               ]
             }
           ]
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+resource overdueDeletions 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${appName}-overdue-deletions'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: '${appName}: a deletion is past its 7-day deadline'
+    description: 'The retention-sweeper found a workspace deletion still unfinished 7 days after it was requested. Find the workspace id in the log line, look at its deletion record (table deletions) and the deletions-poison queue, fix the cause; the sweeper resumes it daily, or re-queue its next step now.'
+    severity: 1
+    enabled: true
+    scopes: [
+      logAnalyticsId
+    ]
+    // The sweeper runs daily: look at the last day, every hour.
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    skipQueryValidation: true
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: overdueDeletionsQuery
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'Overdue'
           operator: 'GreaterThan'
           threshold: 0
           failingPeriods: {

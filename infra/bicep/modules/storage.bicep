@@ -48,6 +48,7 @@ var tableNames = [
   'inbox'
   'digests'
   'exports'
+  'deletions'
 ]
 
 var containerNames = [

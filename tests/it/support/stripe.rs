@@ -36,6 +36,10 @@ struct Recorded {
     calls: Vec<StripeCall>,
     by_key: HashMap<String, Value>,
     next: u64,
+    /// `DELETE` calls (cancelling subscriptions), apart from the POSTs.
+    deletes: Vec<StripeCall>,
+    /// How many of the next `DELETE` calls fail with a 500 (a Stripe outage).
+    failing_deletes: usize,
 }
 
 /// The running stand-in; stops when dropped.
@@ -52,7 +56,7 @@ impl StripeStandIn {
     pub async fn start() -> Self {
         let recorded = Arc::new(Mutex::new(Recorded::default()));
         let app = Router::new()
-            .route("/v1/{*path}", post(answer))
+            .route("/v1/{*path}", post(answer).delete(cancel))
             .with_state(recorded.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -75,6 +79,16 @@ impl StripeStandIn {
 
     pub fn calls(&self) -> Vec<StripeCall> {
         self.recorded.lock().expect("lock").calls.clone()
+    }
+
+    /// The `DELETE` calls made (subscription cancellations).
+    pub fn deletes(&self) -> Vec<StripeCall> {
+        self.recorded.lock().expect("lock").deletes.clone()
+    }
+
+    /// Makes the next `n` `DELETE` calls answer 500, as during a Stripe outage.
+    pub fn fail_next_deletes(&self, n: usize) {
+        self.recorded.lock().expect("lock").failing_deletes = n;
     }
 }
 
@@ -147,6 +161,55 @@ async fn answer(
             return (StatusCode::NOT_FOUND, axum::Json(error)).into_response();
         }
     };
+    if let Some(key) = &call.idempotency_key {
+        recorded.by_key.insert(key.clone(), object.clone());
+    }
+    axum::Json(object).into_response()
+}
+
+/// `DELETE /v1/subscriptions/{id}`: cancels at once; a repeated `Idempotency-Key` replays.
+async fn cancel(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let call = StripeCall {
+        path: path.clone(),
+        form: Vec::new(),
+        idempotency_key: header("idempotency-key"),
+        authorization: header("authorization"),
+        stripe_version: header("stripe-version"),
+    };
+    let mut recorded = recorded.lock().expect("lock");
+    recorded.deletes.push(call.clone());
+    if recorded.failing_deletes > 0 {
+        recorded.failing_deletes -= 1;
+        let error = json!({"error": {"type": "api_error", "message": "stand-in outage"}});
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(error)).into_response();
+    }
+    if call.authorization.as_deref() != Some(&format!("Bearer {TEST_SECRET_KEY}")) {
+        let error = json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}});
+        return (StatusCode::UNAUTHORIZED, axum::Json(error)).into_response();
+    }
+    let Some(id) = path.strip_prefix("subscriptions/") else {
+        let error = json!({"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}});
+        return (StatusCode::NOT_FOUND, axum::Json(error)).into_response();
+    };
+    if let Some(previous) = call
+        .idempotency_key
+        .as_ref()
+        .and_then(|k| recorded.by_key.get(k))
+    {
+        return axum::Json(previous.clone()).into_response();
+    }
+    let object =
+        json!({"id": id, "object": "subscription", "status": "canceled", "livemode": false});
     if let Some(key) = &call.idempotency_key {
         recorded.by_key.insert(key.clone(), object.clone());
     }

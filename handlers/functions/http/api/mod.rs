@@ -13,6 +13,7 @@ pub mod budgets;
 pub mod connections;
 pub mod context;
 pub mod costs;
+pub mod deletions;
 pub mod exports;
 pub mod inventory;
 pub mod invitations;
@@ -164,6 +165,22 @@ pub fn routes() -> Vec<ApiRoute> {
             Some("workspace.update"),
             false,
             workspaces::update,
+        ),
+        route(
+            "DELETE",
+            "/api/v1/workspaces/{id}",
+            Own,
+            Some("workspace.delete"),
+            false,
+            deletions::delete,
+        ),
+        route(
+            "GET",
+            "/api/v1/deletions/{deletionId}",
+            SignedIn,
+            None,
+            false,
+            deletions::get,
         ),
         route(
             "GET",

@@ -16,8 +16,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::{
-    RouteSpec, anomalies, audit_log, billing, budgets, connections, costs, exports, inventory,
-    invitations, members, notifications, syncs, workspaces,
+    RouteSpec, anomalies, audit_log, billing, budgets, connections, costs, deletions, exports,
+    inventory, invitations, members, notifications, syncs, workspaces,
 };
 use crate::domain::tenancy::Permission;
 use crate::functions::http::problem::Problem;
@@ -39,6 +39,8 @@ use crate::functions::http::problem::Problem;
         workspaces::create,
         workspaces::get,
         workspaces::update,
+        deletions::delete,
+        deletions::get,
         members::list,
         members::change_role,
         members::remove,
