@@ -85,6 +85,16 @@ fn case(
                 json!([{"field": "role", "from": "viewer", "to": null}]),
             )
         },
+        // The viewer closes their account: they leave A, recorded in A's trail.
+        ("DELETE", "/api/v1/me") => Case {
+            target: Some(format!("member/{viewer}")),
+            ..case(
+                "/api/v1/me".to_owned(),
+                Some(json!({"confirm": cast.viewer.email})),
+                &cast.viewer,
+                json!([{"field": "role", "from": "viewer", "to": null}]),
+            )
+        },
         ("POST", "/api/v1/workspaces/{id}/leave") => Case {
             target: Some(format!("member/{viewer}")),
             ..case(

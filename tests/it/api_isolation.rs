@@ -95,6 +95,14 @@ fn classify(spec: &RouteSpec) -> (Permission, u16, Option<Value>) {
         ("DELETE", WS) => (Own, 202, Some(json!({ "confirm": "{id}" }))),
         // Nobody here asked for a deletion: it does not exist for anyone.
         ("GET", "/api/v1/deletions/{deletionId}") => (SignedIn, 404, None),
+        // Closing an account for real would end the matrix's cast: a confirmation that names
+        // nobody shows the route is open to everyone signed in and refuses it (tests/it/deletion.rs
+        // closes accounts).
+        ("DELETE", "/api/v1/me") => (
+            SignedIn,
+            400,
+            Some(json!({ "confirm": "nobody@example.invalid" })),
+        ),
         ("GET", "/api/v1/workspaces/{id}/members") => (Read, 200, None),
         ("PATCH", "/api/v1/workspaces/{id}/members/{userId}") => {
             (Administer, 200, Some(json!({ "role": "analyst" })))

@@ -168,8 +168,9 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
                 && !spec.path.ends_with("/exports")
                 && !spec.path.ends_with("/test")
                 && !spec.path.ends_with("/read"))
-            // Deleting a workspace takes its confirmation in the body.
-            || (spec.method == "DELETE" && spec.path == "/api/v1/workspaces/{id}");
+            // Deleting a workspace, or closing an account, takes its confirmation in the body.
+            || (spec.method == "DELETE"
+                && matches!(spec.path, "/api/v1/workspaces/{id}" | "/api/v1/me"));
         assert_eq!(
             operation["requestBody"].is_object(),
             takes_body,

@@ -562,3 +562,76 @@ pub(crate) async fn audit_trail(app: &TestApp, workspace: &str) -> Vec<Value> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn closing_an_account_leaves_shared_workspaces_and_deletes_the_ones_nobody_else_uses() {
+    let (app, _stripe) = spawn_app_with_stripe(|_| {}).await;
+    let storage = storage_of(&app);
+    let cast = Cast::build(&app).await;
+    let solo = app.create_workspace(&cast.admin.token, "Admin's own").await;
+    let close = |person: &crate::support::api::Person, confirm: &str| {
+        app.call("DELETE", "/api/v1/me")
+            .auth(Some(&person.token))
+            .json(&json!({ "confirm": confirm }))
+            .send()
+    };
+    let workspaces_of = |person: crate::support::api::Person| {
+        let app = &app;
+        async move {
+            let me = app.get_as(&person.token, "/api/v1/me").await;
+            assert_eq!(me.status, 200, "{}", me.text);
+            let mut ids: Vec<String> = me.body["workspaces"]
+                .as_array()
+                .expect("workspaces")
+                .iter()
+                .map(|w| w["id"].as_str().expect("id").to_owned())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+
+    // A confirmation that is not the caller's changes nothing.
+    close(&cast.admin, &cast.owner.email)
+        .await
+        .assert_problem(400, Some("invalid-request"));
+    // The only owner of a workspace others use is refused, and keeps everything.
+    let refused = close(&cast.owner, &cast.owner.email).await;
+    refused.assert_problem(409, None);
+    assert!(refused.text.contains(&cast.a), "{}", refused.text);
+    assert_eq!(
+        workspaces_of(cast.owner.clone()).await,
+        vec![cast.a.clone()]
+    );
+
+    // The admin closes theirs: A (shared) is left, their own workspace is deleted.
+    let closed = close(&cast.admin, &cast.admin.email.to_uppercase()).await;
+    assert_eq!(closed.status, 202, "{}", closed.text);
+    assert_eq!(closed.body["left"], json!([cast.a]));
+    assert_eq!(closed.body["deleted"][0]["id"], solo.as_str());
+    assert_eq!(closed.body["deleted"][0]["reason"], "accountClosed");
+    assert!(workspaces_of(cast.admin.clone()).await.is_empty());
+    app.get_as(&cast.admin.token, &format!("/api/v1/workspaces/{}", cast.a))
+        .await
+        .assert_problem(404, Some("not-found"));
+    let members = app
+        .get_as(
+            &cast.owner.token,
+            &format!("/api/v1/workspaces/{}/members", cast.a),
+        )
+        .await;
+    assert!(!members.text.contains(&cast.admin.id), "{}", members.text);
+    // Recorded in the shared workspace's own trail.
+    let trail = app.audit_records(&cast.owner.token, &cast.a).await;
+    assert_eq!(trail[0]["action"], "account.close");
+    assert_eq!(trail[0]["actor"], cast.admin.id.as_str());
+    assert_eq!(trail[0]["requestId"], closed.request_id().as_str());
+
+    // The deletion of the sole workspace runs to completion like any other.
+    drain(&app, &storage, false).await;
+    let done = app
+        .get_as(&cast.admin.token, &format!("/api/v1/deletions/{solo}"))
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.body["status"], "completed", "{}", done.text);
+}

@@ -175,6 +175,14 @@ pub fn routes() -> Vec<ApiRoute> {
             deletions::delete,
         ),
         route(
+            "DELETE",
+            "/api/v1/me",
+            SignedIn,
+            Some("account.close"),
+            false,
+            deletions::close_account,
+        ),
+        route(
             "GET",
             "/api/v1/deletions/{deletionId}",
             SignedIn,

@@ -41,6 +41,7 @@ use crate::functions::http::problem::Problem;
         workspaces::update,
         deletions::delete,
         deletions::get,
+        deletions::close_account,
         members::list,
         members::change_role,
         members::remove,
