@@ -557,6 +557,18 @@ impl Connection {
     }
 
     /// Chooses the subscriptions to sync (replacing the previous choice).
+    /// Undoes a choice of subscriptions: the selection, and the onboarding stage the choice moved,
+    /// as `previous` had them (even none, which a choice itself may not make).
+    pub fn restore_choice(&mut self, previous: &Connection) {
+        for s in &mut self.subscriptions {
+            s.selected = previous
+                .subscriptions
+                .iter()
+                .any(|p| p.selected && p.subscription_id.eq_ignore_ascii_case(&s.subscription_id));
+        }
+        self.stage = previous.stage;
+    }
+
     pub fn choose_subscriptions(&mut self, ids: &[String]) -> Result<(), ConnectionError> {
         if !self.is_active() {
             return Err(ConnectionError::NotVerified);

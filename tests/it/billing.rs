@@ -905,3 +905,55 @@ async fn no_stripe_secret_appears_in_responses_or_logs() {
         assert!(!everything.contains(secret), "{secret} leaked");
     }
 }
+
+#[tokio::test]
+async fn concurrent_choices_on_two_connections_never_exceed_the_plan_limit_together() {
+    let (app, _stripe) = spawn_app_with_stripe(|s| s.free_subscriptions = 2).await;
+    let owner = token("race-owner@contoso.com");
+    let subs = app.sim.credentials(0).subscriptions;
+    // A fresh workspace each round (a choice cannot be taken back to none).
+    for round in 0..6 {
+        let ws = app.create_workspace(&owner, &format!("Race {round}")).await;
+        let connections = [
+            app.connect(&owner, &ws).await,
+            app.connect(&owner, &ws).await,
+        ];
+        let choose = |connection: &str, ids: Vec<String>| {
+            let path = format!("/api/v1/workspaces/{ws}/connections/{connection}/subscriptions");
+            let (app, owner) = (&app, owner.clone());
+            async move {
+                app.call("PUT", &path)
+                    .auth(Some(&owner))
+                    .json(&json!({ "subscriptionIds": ids }))
+                    .send()
+                    .await
+            }
+        };
+        // Each choice fits the limit alone; together they would double it.
+        let (a, b) = tokio::join!(
+            choose(&connections[0], subs[..2].to_vec()),
+            choose(&connections[1], subs[..2].to_vec())
+        );
+        for answer in [&a, &b] {
+            assert!(
+                answer.status == 200 || answer.status == 402,
+                "round {round}: {} {}",
+                answer.status,
+                answer.text
+            );
+        }
+        assert!(
+            a.status != 200 || b.status != 200,
+            "round {round}: both choices were kept"
+        );
+        let chosen = app.billing(&owner, &ws).await["subscriptionsChosen"]
+            .as_u64()
+            .expect("chosen");
+        let kept = [&a, &b].iter().filter(|x| x.status == 200).count() as u64;
+        assert_eq!(
+            chosen,
+            2 * kept,
+            "round {round}: what is chosen is what was kept"
+        );
+    }
+}

@@ -150,8 +150,9 @@ pub async fn choose_subscriptions(
     let id = connection_id(&params)?;
     let guard = if_match(&headers);
     // The plan's limit counts chosen subscriptions across every connection of the workspace; a
-    // choice may not raise that count above it (402). Two concurrent choices on different
-    // connections can each pass this check; the limit is a commercial one, not a security one.
+    // choice may not raise that count above it (402). Checked before the write, and again after it
+    // (see below), because two concurrent choices on different connections can each pass the
+    // first check.
     let workspace = scoped.scope.id();
     let connections = state.connections().store().list(workspace).await?;
     let selected = |c: &crate::domain::connections::Connection| {
@@ -176,6 +177,10 @@ pub async fn choose_subscriptions(
         .billing()
         .check_subscription_choice(workspace, count(before), count(after))
         .await?;
+    let previous = connections
+        .iter()
+        .find(|c| c.value.id == id)
+        .map(|c| c.value.clone());
     let (chosen, changes) = state
         .connections()
         .choose_subscriptions(
@@ -185,6 +190,41 @@ pub async fn choose_subscriptions(
             guard.as_ref(),
         )
         .await?;
+    if after > before {
+        // Write, then validate: counted again with every concurrent choice that is written, a
+        // choice that raised the count above the limit is undone (conditional on the version it
+        // wrote, so a later change is never overwritten) and refused. Two racing choices may both
+        // be refused, never both kept; the count can exceed the limit only for the moment between
+        // a write and its undoing, which no sync ever sees (syncs are scheduled nightly).
+        let total: usize = state
+            .connections()
+            .store()
+            .list(workspace)
+            .await?
+            .iter()
+            .map(|c| selected(&c.value))
+            .sum();
+        if let Err(refused) = state
+            .billing()
+            .check_subscription_choice(workspace, count(before), count(total))
+            .await
+        {
+            let mut undone = chosen.value.clone();
+            if let Some(previous) = &previous {
+                undone.restore_choice(previous);
+            }
+            if let Err(err) = state
+                .connections()
+                .store()
+                .update(&undone, &chosen.version)
+                .await
+            {
+                // Changed again since: that later choice passed its own check.
+                tracing::warn!(error = %err, workspace = %workspace, "a refused choice was not undone: the connection changed since");
+            }
+            return Err(refused);
+        }
+    }
     audit(scoped.audit.as_ref(), target(id), changes);
     Ok(with_etag(
         Json(ConnectionView::from(&chosen.value)).into_response(),
