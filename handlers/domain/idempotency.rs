@@ -31,11 +31,17 @@ pub const KEY_LIFETIME: time::Duration = time::Duration::hours(24);
 
 #[async_trait::async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` within `scope` for a request whose content hashes to `fingerprint`.
+    /// Claims `key` within `scope` for a request to `path` whose content hashes to `fingerprint`.
     ///
     /// Atomic (an insert that fails on conflict), so two concurrent requests with one key cannot
     /// both get [`Claim::New`].
-    async fn claim(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Claim, StoreError>;
+    async fn claim(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        path: &str,
+    ) -> Result<Claim, StoreError>;
     /// Records the answer of a claimed key.
     async fn complete(
         &self,

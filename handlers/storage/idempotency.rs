@@ -35,6 +35,10 @@ impl TableIdempotencyStore {
 #[serde(rename_all = "PascalCase")]
 struct KeyRow {
     fingerprint: String,
+    /// The request's path: names the workspace of a workspace route, so deleting the workspace
+    /// finds its keys (the partition is the user's).
+    #[serde(default)]
+    path: String,
     #[serde(with = "time::serde::rfc3339")]
     claimed_at: OffsetDateTime,
     /// The recorded answer as JSON; empty while the first request runs.
@@ -53,7 +57,13 @@ fn hex(bytes: &[u8]) -> String {
 
 #[async_trait]
 impl IdempotencyStore for TableIdempotencyStore {
-    async fn claim(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        path: &str,
+    ) -> Result<Claim, StoreError> {
         let table = self.table()?;
         let rk = row_key(key);
         let now = OffsetDateTime::now_utc();
@@ -62,6 +72,7 @@ impl IdempotencyStore for TableIdempotencyStore {
             rk.clone(),
             KeyRow {
                 fingerprint: fingerprint.to_owned(),
+                path: path.to_owned(),
                 claimed_at: now,
                 response: String::new(),
             },

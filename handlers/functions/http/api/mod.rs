@@ -768,7 +768,11 @@ async fn idempotent(state: &AppState, req: Request, next: Next) -> Response {
     };
     // Keys are the client's; two users of one workspace may pick the same one.
     let key = format!("{user}:{key}");
-    match state.idempotency().claim(&scope, &key, &fingerprint).await {
+    match state
+        .idempotency()
+        .claim(&scope, &key, &fingerprint, &path)
+        .await
+    {
         Ok(Claim::New) => {}
         Ok(Claim::Replay(recorded)) => return replay(recorded),
         Ok(Claim::Mismatch) => return Error::IdempotencyKeyReused.into_response(),
