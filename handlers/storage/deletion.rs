@@ -152,8 +152,8 @@ impl DeletionStorage {
     }
 
     /// Deletes every row of the workspace in `name` (by PartitionKey range; for `memberships`, by
-    /// RowKey; for `idempotency`, the recorded answers that mention the workspace). The number of
-    /// rows deleted.
+    /// RowKey; for `idempotency`, the keys whose request path or recorded answer names the
+    /// workspace). The number of rows deleted.
     pub async fn wipe_table(
         &self,
         name: &str,
